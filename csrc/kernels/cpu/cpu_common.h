@@ -1,0 +1,46 @@
+// Element access for the CPU kernels: fp16 and bf16 are stored as uint16_t bit patterns (the
+// core is torch-free) and converted with the round-to-nearest-even helpers of quant_math.h.
+#pragma once
+#include <cstdint>
+
+#include "awq/quant_math.h"
+#include "awq/static_switch.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace awq {
+namespace cpu {
+
+template <DType D> struct Elem;
+template <> struct Elem<DType::kF16> {
+  using T = uint16_t;
+  static float load(T v) { return half_to_float(v); }
+  static T store(float f) { return float_to_half(f); }
+};
+template <> struct Elem<DType::kBF16> {
+  using T = uint16_t;
+  static float load(T v) { return bf16_to_float(v); }
+  static T store(float f) { return float_to_bf16(f); }
+};
+template <> struct Elem<DType::kF32> {
+  using T = float;
+  static float load(T v) { return v; }
+  static T store(float f) { return f; }
+};
+
+// Rounds an fp32 value to dtype D and back: the storage rounding of group scales.
+template <DType D> struct RoundTo {
+  float operator()(float v) const { return Elem<D>::load(Elem<D>::store(v)); }
+};
+
+// Convert `count` elements of dtype D to fp32.
+template <DType D>
+inline void to_float(const void* src, float* dst, int64_t count) {
+  const auto* s = static_cast<const typename Elem<D>::T*>(src);
+  for (int64_t i = 0; i < count; ++i) dst[i] = Elem<D>::load(s[i]);
+}
+
+}  // namespace cpu
+}  // namespace awq

@@ -1,0 +1,167 @@
+// CPU group quantization: pseudo-quantization, INT4 quantize + pack, dequantize, AutoAWQ repack.
+// Rows are independent, so threads split rows; each group is one pass for min/max and one for codes.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "awq/layout.h"
+#include "cpu_common.h"
+
+namespace awq {
+namespace cpu {
+namespace {
+
+// min and max of v[0..g)
+inline void min_max(const float* v, int g, float& mn, float& mx) {
+  mn = v[0];
+  mx = v[0];
+  for (int i = 1; i < g; ++i) {
+    mn = std::min(mn, v[i]);
+    mx = std::max(mx, v[i]);
+  }
+}
+
+template <DType D>
+Status pseudo_quantize_impl(const PseudoQuantParams& p) {
+  using E = Elem<D>;
+  const auto* w = static_cast<const typename E::T*>(p.w);
+  auto* out = static_cast<typename E::T*>(p.out);
+  const int g = p.group_size;
+  const int64_t groups = p.k / g;
+#pragma omp parallel
+  {
+    std::vector<float> v(g);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < p.n; ++n) {
+      for (int64_t j = 0; j < groups; ++j) {
+        const int64_t base = n * p.k + j * g;
+        for (int i = 0; i < g; ++i) {
+          const float s = p.in_scale ? p.in_scale[j * g + i] : 1.0f;
+          v[i] = E::load(w[base + i]) * s;
+        }
+        float mn, mx;
+        min_max(v.data(), g, mn, mx);
+        const float ratio = p.clip ? p.clip[n * groups + j] : 1.0f;
+        const GroupQParams q = group_qparams(mn, mx, ratio, p.bits, p.zero_point, RoundTo<D>());
+        for (int i = 0; i < g; ++i) {
+          float r = dequant_code(quant_code(v[i], q), q);
+          if (p.in_scale) r = r / p.in_scale[j * g + i];
+          out[base + i] = E::store(r);
+        }
+      }
+    }
+  }
+  return Status::kOk;
+}
+
+template <DType D>
+Status quantize_int4_impl(const QuantizeInt4Params& p) {
+  using E = Elem<D>;
+  const auto* w = static_cast<const typename E::T*>(p.w);
+  auto* scales = static_cast<typename E::T*>(p.scales);
+  const int g = p.group_size;
+  const int64_t groups = p.k / g;
+  // symmetric codes -8..7 are stored offset by 8 with zero point 8
+  const float offset = p.zero_point ? 0.0f : 8.0f;
+#pragma omp parallel
+  {
+    std::vector<float> v(g);
+    std::vector<uint8_t> codes(p.k);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < p.n; ++n) {
+      for (int64_t j = 0; j < groups; ++j) {
+        const int64_t base = n * p.k + j * g;
+        for (int i = 0; i < g; ++i) v[i] = E::load(w[base + i]);
+        float mn, mx;
+        min_max(v.data(), g, mn, mx);
+        const float ratio = p.clip ? p.clip[n * groups + j] : 1.0f;
+        const GroupQParams q = group_qparams(mn, mx, ratio, 4, p.zero_point, RoundTo<D>());
+        for (int i = 0; i < g; ++i) codes[j * g + i] = uint8_t(quant_code(v[i], q) + offset);
+        scales[n * groups + j] = E::store(q.scale);
+        p.zeros[n * groups + j] = uint8_t(q.zero + offset);
+      }
+      for (int64_t c = 0; c < p.k / 8; ++c) p.qweight[n * (p.k / 8) + c] = int32_t(pack8(&codes[c * 8]));
+    }
+  }
+  return Status::kOk;
+}
+
+template <DType D>
+Status dequantize_int4_impl(const DequantInt4Params& p) {
+  using E = Elem<D>;
+  const auto* scales = static_cast<const typename E::T*>(p.scales);
+  auto* out = static_cast<typename E::T*>(p.out);
+  const int64_t groups = p.k / p.group_size;
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < p.n; ++n) {
+    for (int64_t c = 0; c < p.k / 8; ++c) {
+      const uint32_t word = uint32_t(p.qweight[n * (p.k / 8) + c]);
+      for (int e = 0; e < 8; ++e) {
+        const int64_t kk = c * 8 + e;
+        const int64_t gi = n * groups + kk / p.group_size;
+        const float s = E::load(scales[gi]);
+        out[n * p.k + kk] = E::store((float(unpack1(word, e)) - float(p.zeros[gi])) * s);
+      }
+    }
+  }
+  return Status::kOk;
+}
+
+}  // namespace
+
+Status pseudo_quantize(const PseudoQuantParams& p) {
+  return AWQ_DTYPE_SWITCH(p.dtype, D, [&] { return pseudo_quantize_impl<D>(p); });
+}
+
+Status quantize_int4(const QuantizeInt4Params& p) {
+  return AWQ_DTYPE_SWITCH(p.dtype, D, [&] { return quantize_int4_impl<D>(p); });
+}
+
+Status dequantize_int4(const DequantInt4Params& p) {
+  return AWQ_DTYPE_SWITCH(p.dtype, D, [&] { return dequantize_int4_impl<D>(p); });
+}
+
+Status awq_repack(const AwqRepackParams& p) {
+  const int64_t n = p.n, k = p.k, groups = p.k / p.group_size;
+  if (p.to_awq) {
+    // kernel [n, k/8] -> AutoAWQ [k, n/8]: each output word gathers 8 consecutive output channels
+#pragma omp parallel for schedule(static)
+    for (int64_t kk = 0; kk < k; ++kk) {
+      for (int64_t c = 0; c < n / 8; ++c) {
+        uint8_t codes[8];
+        for (int e = 0; e < 8; ++e) {
+          const uint32_t word = uint32_t(p.qweight[(c * 8 + e) * (k / 8) + kk / 8]);
+          codes[e] = unpack1(word, int(kk % 8));
+        }
+        p.qweight_awq[kk * (n / 8) + c] = int32_t(pack8(codes));
+      }
+    }
+    for (int64_t j = 0; j < groups; ++j) {
+      for (int64_t c = 0; c < n / 8; ++c) {
+        uint8_t codes[8];
+        for (int e = 0; e < 8; ++e) codes[e] = p.zeros[(c * 8 + e) * groups + j];
+        p.qzeros_awq[j * (n / 8) + c] = int32_t(pack8(codes));
+      }
+    }
+  } else {
+    // AutoAWQ [k, n/8] -> kernel [n, k/8]
+#pragma omp parallel for schedule(static)
+    for (int64_t nn = 0; nn < n; ++nn) {
+      for (int64_t c = 0; c < k / 8; ++c) {
+        uint8_t codes[8];
+        for (int e = 0; e < 8; ++e) {
+          const uint32_t word = uint32_t(p.qweight_awq[(c * 8 + e) * (n / 8) + nn / 8]);
+          codes[e] = unpack1(word, int(nn % 8));
+        }
+        p.qweight[nn * (k / 8) + c] = int32_t(pack8(codes));
+      }
+      for (int64_t j = 0; j < groups; ++j) {
+        p.zeros[nn * groups + j] = unpack1(uint32_t(p.qzeros_awq[j * (n / 8) + nn / 8]), int(nn % 8));
+      }
+    }
+  }
+  return Status::kOk;
+}
+
+}  // namespace cpu
+}  // namespace awq
