@@ -47,12 +47,7 @@ Status clip_search_impl(const ClipSearchParams& p) {
         }
         for (int64_t t = 0; t < T; ++t) {
           const float* xt = xs.data() + t * g;
-          for (int c = 0; c < C; ++c) {
-            const float* dc = delta.data() + c * g;
-            float a = 0.0f;
-            for (int i = 0; i < g; ++i) a += xt[i] * dc[i];
-            dots[c] = a;
-          }
+          for (int c = 0; c < C; ++c) dots[c] = dot8(xt, delta.data() + c * g, g);
           for (int c = 0; c < C; ++c) err[c] += double(dots[c]) * double(dots[c]);
         }
         int best = 0;

@@ -42,10 +42,7 @@ Status int4_linear_impl(const Int4LinearParams& p) {
         for (int e = 0; e < 8; ++e) wrow[c * 8 + e] = (float(unpack1(word, e)) - z) * s;
       }
       for (int64_t r = 0; r < m; ++r) {
-        const float* xr = xf.data() + r * k;
-        float a = 0.0f;
-        for (int64_t kk = 0; kk < k; ++kk) a += xr[kk] * wrow[kk];
-        acc[r] = a;
+        acc[r] = dot8(xf.data() + r * k, wrow.data(), k);
       }
       const float b = bias ? E::load(bias[nn]) : 0.0f;
       for (int64_t r = 0; r < m; ++r) y[r * n + nn] = E::store(acc[r] + b);
