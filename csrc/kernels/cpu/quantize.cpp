@@ -121,44 +121,51 @@ Status dequantize_int4(const DequantInt4Params& p) {
   return AWQ_DTYPE_SWITCH(p.dtype, D, [&] { return dequantize_int4_impl<D>(p); });
 }
 
+// Transposes an 8 x 8 block of nibbles: in[r] holds 8 codes along one axis for row r; out[c] gets
+// the codes of column c across the 8 rows. Both sides use the interleaved nibble order.
+inline void transpose8x8(const uint32_t in[8], uint32_t out[8]) {
+  uint8_t codes[8][8];
+  for (int r = 0; r < 8; ++r)
+    for (int e = 0; e < 8; ++e) codes[e][r] = unpack1(in[r], e);
+  for (int c = 0; c < 8; ++c) out[c] = pack8(codes[c]);
+}
+
 Status awq_repack(const AwqRepackParams& p) {
   const int64_t n = p.n, k = p.k, groups = p.k / p.group_size;
+  const int64_t kw = k / 8, nw = n / 8;
   if (p.to_awq) {
-    // kernel [n, k/8] -> AutoAWQ [k, n/8]: each output word gathers 8 consecutive output channels
+    // kernel [n, k/8] -> AutoAWQ [k, n/8], in 8 x 8 blocks: rows 8c..8c+7 x word j become output
+    // words (8j..8j+7, c). The outer loop walks 8 whole rows (contiguous), so reads stream and the
+    // strided writes of neighbouring c land in cache lines that are still resident.
 #pragma omp parallel for schedule(static)
-    for (int64_t kk = 0; kk < k; ++kk) {
-      for (int64_t c = 0; c < n / 8; ++c) {
-        uint8_t codes[8];
-        for (int e = 0; e < 8; ++e) {
-          const uint32_t word = uint32_t(p.qweight[(c * 8 + e) * (k / 8) + kk / 8]);
-          codes[e] = unpack1(word, int(kk % 8));
-        }
-        p.qweight_awq[kk * (n / 8) + c] = int32_t(pack8(codes));
+    for (int64_t c = 0; c < nw; ++c) {
+      for (int64_t j = 0; j < kw; ++j) {
+        uint32_t in[8], out[8];
+        for (int r = 0; r < 8; ++r) in[r] = uint32_t(p.qweight[(c * 8 + r) * kw + j]);
+        transpose8x8(in, out);
+        for (int e = 0; e < 8; ++e) p.qweight_awq[(j * 8 + e) * nw + c] = int32_t(out[e]);
       }
-    }
-    for (int64_t j = 0; j < groups; ++j) {
-      for (int64_t c = 0; c < n / 8; ++c) {
+      for (int64_t gi = 0; gi < groups; ++gi) {
         uint8_t codes[8];
-        for (int e = 0; e < 8; ++e) codes[e] = p.zeros[(c * 8 + e) * groups + j];
-        p.qzeros_awq[j * (n / 8) + c] = int32_t(pack8(codes));
+        for (int e = 0; e < 8; ++e) codes[e] = p.zeros[(c * 8 + e) * groups + gi];
+        p.qzeros_awq[gi * nw + c] = int32_t(pack8(codes));
       }
     }
   } else {
-    // AutoAWQ [k, n/8] -> kernel [n, k/8]
+    // AutoAWQ [k, n/8] -> kernel [n, k/8]: the same block transpose in the other direction
 #pragma omp parallel for schedule(static)
-    for (int64_t nn = 0; nn < n; ++nn) {
-      for (int64_t c = 0; c < k / 8; ++c) {
-        uint8_t codes[8];
-        for (int e = 0; e < 8; ++e) {
-          const uint32_t word = uint32_t(p.qweight_awq[(c * 8 + e) * (n / 8) + nn / 8]);
-          codes[e] = unpack1(word, int(nn % 8));
-        }
-        p.qweight[nn * (k / 8) + c] = int32_t(pack8(codes));
-      }
-      for (int64_t j = 0; j < groups; ++j) {
-        p.zeros[nn * groups + j] = unpack1(uint32_t(p.qzeros_awq[j * (n / 8) + nn / 8]), int(nn % 8));
+    for (int64_t j = 0; j < kw; ++j) {
+      for (int64_t c = 0; c < nw; ++c) {
+        uint32_t in[8], out[8];
+        for (int r = 0; r < 8; ++r) in[r] = uint32_t(p.qweight_awq[(j * 8 + r) * nw + c]);
+        transpose8x8(in, out);
+        for (int e = 0; e < 8; ++e) p.qweight[(c * 8 + e) * kw + j] = int32_t(out[e]);
       }
     }
+#pragma omp parallel for schedule(static)
+    for (int64_t nn = 0; nn < n; ++nn)
+      for (int64_t gi = 0; gi < groups; ++gi)
+        p.zeros[nn * groups + gi] = unpack1(uint32_t(p.qzeros_awq[gi * nw + nn / 8]), int(nn % 8));
   }
   return Status::kOk;
 }
