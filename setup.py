@@ -63,7 +63,7 @@ def build_extension():
     sources = _sources("csrc/torch/ops.cpp") + _sources("csrc/torch/checks.cpp") + \
         _sources("csrc/torch/cpu_ops.cpp") + _sources("csrc/kernels/cpu/*.cpp")
     include_dirs = [os.path.join(ROOT, "csrc", "include"), os.path.join(ROOT, "csrc", "kernels", "cuda")]
-    cxx = ["-O3", "-fopenmp", "-fno-fast-math", "-Wall", "-Wno-unknown-pragmas"]
+    cxx = ["-O3", "-fopenmp", "-fno-fast-math", "-ffp-contract=off", "-Wall", "-Wno-unknown-pragmas"]
     define_macros = []
     if not with_cuda:
         return CppExtension("awq_ext._C", sources, include_dirs=include_dirs,
@@ -75,7 +75,7 @@ def build_extension():
     include_dirs += _cuda_include_dirs()
     define_macros += [("AWQ_WITH_CUDA", None), ("AWQ_CUDA_ARCHS", f'"{archs}"'),
                       ("AWQ_CUDA_VERSION", f'"{torch.version.cuda}"')]
-    nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo",
+    nvcc = ["-O3", "--expt-relaxed-constexpr", "-lineinfo",
             # torch disables the fp16/bf16 operator overloads by default; the kernels use them
             "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
             "-U__CUDA_NO_HALF2_OPERATORS__", "-U__CUDA_NO_BFLOAT16_CONVERSIONS__",

@@ -40,7 +40,8 @@ Status clip_search_impl(const ClipSearchParams& p) {
         float mn = v[0], mx = v[0];
         for (int i = 1; i < g; ++i) { mn = std::min(mn, v[i]); mx = std::max(mx, v[i]); }
         for (int c = 0; c < C; ++c) {
-          const float ratio = 1.0f - float(c) / float(p.n_grid);
+          // in double, then rounded: the ratio the oracle and the CUDA kernel use
+          const float ratio = float(1.0 - double(c) / double(p.n_grid));
           const GroupQParams q = group_qparams(mn, mx, ratio, p.bits, p.zero_point, RoundTo<D>());
           for (int i = 0; i < g; ++i) delta[c * g + i] = dequant_code(quant_code(v[i], q), q) - v[i];
           err[c] = 0.0;
@@ -53,7 +54,7 @@ Status clip_search_impl(const ClipSearchParams& p) {
         int best = 0;
         for (int c = 1; c < C; ++c)
           if (err[c] < err[best]) best = c;
-        p.best_ratio[n * groups + j] = 1.0f - float(best) / float(p.n_grid);
+        p.best_ratio[n * groups + j] = float(1.0 - double(best) / double(p.n_grid));
         if (p.best_err) p.best_err[n * groups + j] = float(err[best]);
       }
     }
