@@ -1,0 +1,37 @@
+// Internal interface between the INT4 linear dispatcher (int4_linear.cu) and the tensor-core GEMMs
+// for larger M (int4_gemm.cu: mma.sync, int4_gemm_sm90.cu: Hopper wgmma). Not part of the public
+// core API.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "awq/core.h"
+
+namespace awq {
+namespace cuda {
+namespace detail {
+
+// Tensor-core INT4 GEMM for the prefill / batched regime. Returns kUnsupported for shapes or
+// dtypes it does not handle (the binding then falls back to dequantize + cuBLAS).
+Status int4_gemm(const Int4LinearParams& p, cudaStream_t stream);
+
+// fp32 workspace bytes int4_gemm needs for this problem (0: none).
+int64_t int4_gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, int group_size, int sm_count);
+
+// Hopper wgmma GEMM (int4_gemm_sm90.cu), used by int4_gemm for kSm90MinM <= M <= kSm90MaxM on
+// compute capability 9.0 (sm_90a code); kUnsupported on other devices and shapes (N % 64, K % 64,
+// group_size % 32). cfg: tile configuration (-1 automatic, 0 .. int4_gemm_sm90_num_configs() - 1);
+// splits: split-K count (<= 0 automatic). Forced values are for the benchmark and tests.
+// Above kSm90MaxM the binding's dequantize + cuBLAS fallback is faster (H200: 0.75x cuBLAS at
+// M = 1024 against 0.70x for this kernel; 0.73x against 0.49x at M = 256; the crossover between
+// is interpolated, not measured).
+constexpr int64_t kSm90MinM = 64;
+constexpr int64_t kSm90MaxM = 768;
+Status int4_gemm_sm90(const Int4LinearParams& p, cudaStream_t stream, int cfg, int splits);
+int int4_gemm_sm90_num_configs();
+// Whether int4_gemm would take the wgmma path for this problem on the current device.
+bool int4_gemm_sm90_handles(int64_t m, int64_t n, int64_t k, int group_size);
+int64_t int4_gemm_sm90_workspace_bytes(int64_t m, int64_t n, int64_t k, int group_size, int sm_count);
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace awq

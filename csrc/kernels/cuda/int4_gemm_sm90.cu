@@ -1,0 +1,744 @@
+// Hopper (sm_90a) W4A16 GEMM on wgmma: y [M, N] = x [M, K] @ W^T (+ bias), W [N, K] as 4-bit codes
+// in the kernel layout (layout.h). Used for 64 <= M <= kSm90MaxM (int4_gemm.h) on compute
+// capability 9.0; int4_gemm.cu dispatches here first and keeps its mma.sync kernel for small M and
+// for other GPUs.
+//
+// ---- "Swap AB": the weights are the register operand ---------------------------------------
+// wgmma takes A (64 x 16) from registers and B (16 x n) from shared memory. We compute
+//     y^T [N, M] = W [N, K] x^T [K, M]
+// so A = a 64-row tile of W, dequantized from the packed codes straight into A-fragment registers
+// (the weights never touch shared memory as fp16), and B = x's token tile, copied to shared memory
+// as it lies in global memory (K-major) with the 128-byte swizzle. Tokens are the wgmma n
+// dimension (n = BT = 64, 128 or 256), so one dequantized fragment feeds BT tokens instead of the
+// 16 of an mma.sync tile: dequantization drops from the bottleneck to a few % of issue slots.
+//
+// ---- A fragment of wgmma m64nNk16 (per warp w of the warpgroup, lane = 4 g + t) ------------
+// Same as mma.m16n8k16's A fragment, shifted by 16 w rows:
+//   reg 0: row 16w + g,     k 2t, 2t+1        reg 1: row 16w + g + 8, k 2t, 2t+1
+//   reg 2: row 16w + g,     k 2t+8, 2t+9      reg 3: row 16w + g + 8, k 2t+8, 2t+9
+// For k16 step s of a 64-k block, k 2t..2t+1 lies in packed word 2s of the row (elements 2t, 2t+1)
+// and k 2t+8..2t+9 in word 2s+1 (elements 2t, 2t+1). With the nibble order of layout.h, elements
+// 2t and 2t+1 of a word are (word >> 4t) & 0x000F000F (low half = lower k, as the fragment wants):
+// lane t always takes pair t of each word, one shift, one LOP3 (| magic), HSUB2, HMUL2 per register;
+// (magic + q) - (magic + z) is exact and the product rounds once, i.e. rnd_T((q - z) s), bit for
+// bit the reference's dequantized weight.
+//
+// ---- Accumulator (D, m64nBT f32) -------------------------------------------------------------
+//   d[4j + e]     = D[16w + g,     8j + 2t + e]  (W row, token)
+//   d[4j + 2 + e] = D[16w + g + 8, 8j + 2t + e]
+// The epilogue swaps a value with lane ^ 4 (row g ^ 1) so each lane holds two adjacent output
+// features of one token and writes 4 bytes: y[token, n], y[token, n + 1].
+//
+// ---- Block tile and pipeline -----------------------------------------------------------------
+//   block = WGS warpgroups (128 threads each); warpgroup i owns W rows n0 + 64 MI i .. + 64 MI - 1
+//   as MI subtiles of 64 rows, each its own wgmma (and accumulators) on the x tile of BT tokens
+//   that all warpgroups share. k advances by 64 (kBK) per stage:
+//     x stage [BT][64] T   = BT rows of 128 bytes, 16-byte chunk c of row r at c ^ (r % 8)
+//                            (wgmma's 128B swizzle, written so by the TMA; 1024-aligned stages)
+//     W stage [64 WGS MI][8] int32 = 32 bytes a row, no swizzle (a phase of 8 lanes reads 2 rows)
+//   STAGES-deep ring, prefetch distance STAGES - 2. Per stage thread 0 issues two bulk tensor
+//   copies (TMA), x and W, completing on the stage's mbarrier. TMA writes and wgmma reads are both
+//   async-proxy accesses, so no proxy fence is needed (the first version filled x with cp.async
+//   and needed fence.proxy.async, which compiles to MEMBAR.ALL.CTA; moving x to TMA took M = 1024
+//   from 0.54x to 0.65x cuBLAS). W is read back with ld.shared after the mbarrier wait. Both maps
+//   promote L2 fills to 256 bytes: W rows are read 32 bytes per stage, 4 KB apart.
+//   Each k16 step's wgmmas (MI of them) form one commit group and, before a step's A registers
+//   are rewritten, wgmma.wait_group 3 retires the group of the previous block that read them. So
+//   at the top of block kb every wgmma of block kb - 2 is done in every warpgroup (after the
+//   barrier), and its stage may be refilled.
+//   Per-row (scale, zero) pairs come from global memory STAGES - 2 blocks ahead into registers
+//   (one set per block in flight); a 64-k block spans at most two groups (group_size % 32 == 0),
+//   so each lane keeps two pairs for each of its rows g and g + 8 and picks one per k16 step.
+//   Rows of x past M and rows of W past N (N % 64 == 0 but not a multiple of the block's rows)
+//   arrive as zeros (their scales are read from row N - 1); neither is stored.
+//   Split-K as in int4_gemm.cu: grid.y = splits, fp32 partials [splits, M, N], a reduce kernel.
+//
+// No producer warp, no setmaxnreg, no clusters: thread 0 issues the copies, every warp dequantizes
+// and issues wgmma. Where the time goes (H200, bench/results/gemm_notes.md; no ncu profile yet):
+// at M = N = K = 4096 configuration 6 reaches 0.72x cuBLAS while moving ~4.9 TB/s from L2 to the
+// SMs (every W tile re-reads the x tile; TMA multicast over a 2-CTA cluster would halve that);
+// configuration 5, with a third less traffic per MAC, is slower (255 registers), so L2 bandwidth
+// is not the whole story. At M = 64 the weights stream at ~1 TB/s of ~3: the SASS still shows
+// ptxas copying freshly loaded scale registers between unrolled steps, a wait on a global load
+// per k-block; staging scales through shared memory with the tiles is the next thing to try.
+#include <cuda.h>  // CUtensorMap and its enums only: the encoder is fetched through the runtime, no -lcuda
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <type_traits>
+
+#include "awq/static_switch.h"
+#include "int4_gemm.h"
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define AWQ_SM90_DEVICE 1
+#endif
+
+namespace awq {
+namespace cuda {
+namespace detail {
+namespace {
+
+constexpr int kBK = 64;       // k per stage: one 128-byte swizzle row of x, 8 packed words of W
+constexpr int kGroupT = 8;    // token tiles per raster group (L2 reuse of x and W at large M)
+constexpr int kMaxSplits = 16;
+
+struct Sm90Args {
+  const void* x;
+  const uint32_t* qweight;
+  const uint16_t* scales;
+  const uint8_t* zeros;
+  const void* bias;     // nullable; applied here only when splits == 1
+  void* y;
+  float* partials;      // [splits, M, N] when splits > 1
+  int m, n, k;
+  int64_t x_stride;
+  int group_size, groups;
+  int t_tiles, n_tiles, k_blocks, splits;
+};
+
+// BT: tokens per block (wgmma n); WGS: warpgroups; MI: 64-row W subtiles per warpgroup (each a
+// wgmma of its own on the shared x tile: more W rows per x byte read); STAGES: ring depth.
+template <typename T, int BT, int WGS, int MI, int STAGES>
+struct WgCfg {
+  using Elem = T;
+  static constexpr int kBT = BT, kMi = MI, kStages = STAGES;
+  static constexpr int kThreads = WGS * 128;
+  static constexpr int kRows = WGS * MI * 64;
+  static constexpr int kXStage = BT * kBK * 2;   // bytes
+  static constexpr int kWStage = kRows * kBK / 2;
+  static constexpr int kSmemBytes = STAGES * (kXStage + kWStage + 8) + 1024;  // + mbarriers, alignment slack
+  static_assert(BT == 64 || BT == 128 || BT == 256, "wgmma n of this kernel");
+  static_assert(STAGES >= 3, "prefetch distance is STAGES - 2");
+};
+
+#ifdef AWQ_SM90_DEVICE
+
+template <typename T>
+struct Magic;
+template <>
+struct Magic<__half> {
+  static constexpr uint32_t kValue = 0x64006400u;  // 1024.0 in each fp16 half
+};
+template <>
+struct Magic<__nv_bfloat16> {
+  static constexpr uint32_t kValue = 0x43004300u;  // 128.0 in each bf16 half
+};
+
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <>
+__device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
+  const __half2 h = __floats2half2_rn(lo, hi);
+  return reinterpret_cast<const uint32_t&>(h);
+}
+template <>
+__device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+  return reinterpret_cast<const uint32_t&>(h);
+}
+
+template <typename T>
+__device__ __forceinline__ float load_float(const void* p, int i) {
+  const uint16_t u = static_cast<const uint16_t*>(p)[i];
+  if constexpr (std::is_same_v<T, __half>) return __half2float(__ushort_as_half(u));
+  else return __bfloat162float(__ushort_as_bfloat16(u));
+}
+
+// Pair t of word w, dequantized: ((w >> 4t) & 0x000F000F | magic - (magic | z)) * s, per half.
+template <typename T>
+__device__ __forceinline__ uint32_t dequant_pair(uint32_t w_shifted, uint32_t magic_z, uint32_t s2) {
+  uint32_t q;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(q) : "r"(w_shifted), "n"(0x000F000Fu), "n"(Magic<T>::kValue));
+  if constexpr (std::is_same_v<T, __half>) {
+    const __half2 d = __hmul2(__hsub2(reinterpret_cast<const __half2&>(q), reinterpret_cast<const __half2&>(magic_z)),
+                              reinterpret_cast<const __half2&>(s2));
+    return reinterpret_cast<const uint32_t&>(d);
+  } else {
+    const __nv_bfloat162 d = __hmul2(__hsub2(reinterpret_cast<const __nv_bfloat162&>(q),
+                                             reinterpret_cast<const __nv_bfloat162&>(magic_z)),
+                                     reinterpret_cast<const __nv_bfloat162&>(s2));
+    return reinterpret_cast<const uint32_t&>(d);
+  }
+}
+
+
+// mbarrier + bulk tensor copy (TMA): x tiles arrive through the async proxy, the proxy wgmma reads
+// them with, so no proxy fence is needed between the copy and the wgmma.
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
+}
+__device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+// One box of a 2-D tensor map at (inner c0, outer c1); elements past the tensor arrive as zeros.
+__device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* map, int c0, int c1, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar)
+      : "memory");
+}
+
+__device__ __forceinline__ uint4 lds128(uint32_t addr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+  return v;
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+
+// Shared-memory matrix descriptor of a K-major tile with the 128-byte swizzle: start address >> 4
+// (bits 0-13), leading byte offset (unused for this layout, 1), stride byte offset 1024 >> 4
+// (8 rows of 128 bytes between core-matrix groups, bits 32-45), layout 1 = 128B swizzle (bits 62-63).
+// The k16 step s of a 64-k stage starts 32 s bytes into the row: +2 s on the encoded address (the
+// hardware applies the XOR swizzle to the full address, hence 1024-aligned stage bases).
+__device__ __forceinline__ uint64_t sw128_desc(uint32_t smem_addr) {
+  return uint64_t((smem_addr >> 4) & 0x3fff) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) |
+         (uint64_t(1) << 62);
+}
+
+// wgmma.mma_async m64nNk16, A from registers, B K-major from shared memory, D += A B (fp32).
+#define AWQ_F4(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
+#define AWQ_F16(i) AWQ_F4(i), AWQ_F4(i + 4), AWQ_F4(i + 8), AWQ_F4(i + 12)
+#define AWQ_F64(i) AWQ_F16(i), AWQ_F16(i + 16)
+#define AWQ_F128(i) AWQ_F64(i), AWQ_F64(i + 32)
+#define AWQ_F256(i) AWQ_F128(i), AWQ_F128(i + 64)
+#define AWQ_WG_D64 "{" \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31 " "}"
+#define AWQ_WG_REST64 ", {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n"
+#define AWQ_WG_PRED64 "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+#define AWQ_WG_D128 "{" \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63 " "}"
+#define AWQ_WG_REST128 ", {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n"
+#define AWQ_WG_PRED128 "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+#define AWQ_WG_D256 "{" \
+  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, " \
+  "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
+  "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
+  "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
+  "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127 " "}"
+#define AWQ_WG_REST256 ", {%128, %129, %130, %131}, %132, p, 1, 1, 0;\n"
+#define AWQ_WG_PRED256 "{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
+
+template <int N, typename T>
+struct Wgmma;
+#define AWQ_WGMMA_DEF(N, TY, CT)                                                                     \
+  template <>                                                                                        \
+  struct Wgmma<N, CT> {                                                                              \
+    static __device__ __forceinline__ void run(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc) { \
+      asm volatile(AWQ_WG_PRED##N "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " "   \
+                   AWQ_WG_D##N AWQ_WG_REST##N "}\n"                                                  \
+                   : AWQ_F##N(0)                                                                     \
+                   : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1));                 \
+    }                                                                                                \
+  };
+AWQ_WGMMA_DEF(64, "f16", __half)
+AWQ_WGMMA_DEF(128, "f16", __half)
+AWQ_WGMMA_DEF(256, "f16", __half)
+AWQ_WGMMA_DEF(64, "bf16", __nv_bfloat16)
+AWQ_WGMMA_DEF(128, "bf16", __nv_bfloat16)
+AWQ_WGMMA_DEF(256, "bf16", __nv_bfloat16)
+#undef AWQ_WGMMA_DEF
+
+#endif  // AWQ_SM90_DEVICE
+
+template <typename Cfg>
+__global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __grid_constant__ CUtensorMap x_map,
+                                                                        const __grid_constant__ CUtensorMap w_map,
+                                                                        const Sm90Args a) {
+#ifdef AWQ_SM90_DEVICE
+  using T = typename Cfg::Elem;
+  constexpr int BT = Cfg::kBT, STAGES = Cfg::kStages, kRows = Cfg::kRows, MI = Cfg::kMi;
+  constexpr int kQD = STAGES - 2;  // prefetch distance of everything: x, W, group parameters
+
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t smem0 = (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) + 1023u) & ~1023u;
+  const uint32_t sx = smem0;                          // STAGES x [BT][128 B], swizzled
+  const uint32_t sw = smem0 + STAGES * Cfg::kXStage;  // STAGES x [kRows][32 B]
+  const uint32_t bars = sw + STAGES * Cfg::kWStage;   // STAGES mbarriers: stage landed
+
+  // ---- which tile: kGroupT consecutive token tiles share a sweep over the W tiles ----
+  const int bid = blockIdx.x;
+  const int per_group = kGroupT * a.n_tiles;
+  const int first_t = (bid / per_group) * kGroupT;
+  const int group_tiles = min(a.t_tiles - first_t, kGroupT);
+  const int in_group = bid % per_group;
+  const int m0 = (first_t + in_group % group_tiles) * BT;
+  const int n0 = (in_group / group_tiles) * kRows;
+  const int split = blockIdx.y;
+  const int kb_begin = int(int64_t(split) * a.k_blocks / a.splits);
+  const int kb_end = int(int64_t(split + 1) * a.k_blocks / a.splits);  // > kb_begin: splits <= k_blocks
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wg = warp >> 2, wq = warp & 3;
+  const int g = lane >> 2, t = lane & 3;
+
+  // ---- loads: per stage one TMA of x and one of W (thread 0), completing on the stage's mbarrier ----
+  if (tid == 0) {
+#pragma unroll
+    for (int s = 0; s < STAGES; ++s) mbar_init(bars + 8 * s, 1);
+    mbar_init_fence();
+  }
+  __syncthreads();
+  auto load_stage = [&](int kb, int stage) {
+    if (tid == 0) {
+      const uint32_t bar = bars + 8 * stage;
+      mbar_expect_tx(bar, Cfg::kXStage + Cfg::kWStage);
+      tma_load_2d(sx + stage * Cfg::kXStage, &x_map, kb * kBK, m0, bar);
+      tma_load_2d(sw + stage * Cfg::kWStage, &w_map, kb * (kBK / 8), n0, bar);
+    }
+  };
+
+  // ---- per-lane group parameters of rows lrow(mi) = 64 (MI wg + mi) + 16 wq + g and lrow + 8 ----
+  int64_t q_row0[MI], q_row1[MI];
+#pragma unroll
+  for (int mi = 0; mi < MI; ++mi) {
+    const int lrow = 64 * (MI * wg + mi) + 16 * wq + g;
+    q_row0[mi] = int64_t(min(n0 + lrow, a.n - 1)) * a.groups;
+    q_row1[mi] = int64_t(min(n0 + lrow + 8, a.n - 1)) * a.groups;
+  }
+  // rs[u], rz[u]: scale bits and zero of {row0, row1} x {first group, second group} x mi of a block;
+  // kQD sets in flight (block kb uses set (kb - kb_begin) % kQD), so the loads have as long to land
+  // as the tiles do. The loaded values stay untouched until their block (any arithmetic on them
+  // at fetch time stalls the warp on the load), and they are loaded unconditionally (clamped
+  // block index) in a main loop without conditions, so the compiler needs no copies of them.
+  uint32_t rs[kQD][MI][4], rz[kQD][MI][4];
+  auto fetch_qparams = [&](int kb, uint32_t(&sr)[MI][4], uint32_t(&zr)[MI][4]) {
+    const int ga = (kb * kBK) / a.group_size, gb = (kb * kBK + kBK - 16) / a.group_size;
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi) {
+      sr[mi][0] = __ldg(a.scales + q_row0[mi] + ga);
+      sr[mi][1] = __ldg(a.scales + q_row1[mi] + ga);
+      sr[mi][2] = __ldg(a.scales + q_row0[mi] + gb);
+      sr[mi][3] = __ldg(a.scales + q_row1[mi] + gb);
+      zr[mi][0] = __ldg(a.zeros + q_row0[mi] + ga);
+      zr[mi][1] = __ldg(a.zeros + q_row1[mi] + ga);
+      zr[mi][2] = __ldg(a.zeros + q_row0[mi] + gb);
+      zr[mi][3] = __ldg(a.zeros + q_row1[mi] + gb);
+    }
+  };
+
+  float acc[MI][BT / 2];
+#pragma unroll
+  for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+    for (int i = 0; i < BT / 2; ++i) acc[mi][i] = 0.f;
+  uint32_t afr[MI][4][4];
+
+  // ---- pipeline prologue: blocks kb_begin .. kb_begin + kQD - 1 ----
+#pragma unroll
+  for (int s = 0; s < kQD; ++s)
+    if (kb_begin + s < kb_end) load_stage(kb_begin + s, s);
+#pragma unroll
+  for (int u = 0; u < kQD; ++u) fetch_qparams(min(kb_begin + u, kb_end - 1), rs[u], rz[u]);
+
+  const uint32_t shift = 4u * uint32_t(t);
+  auto block_step = [&](int kb, uint32_t(&sr)[MI][4], uint32_t(&zr)[MI][4]) {
+    const int it = kb - kb_begin;
+    const int stage = it % STAGES;
+    mbar_wait(bars + 8 * stage, uint32_t(it / STAGES) & 1u);  // x and W of block kb landed
+    __syncthreads();  // every wgmma of block kb - 2 retired in every warpgroup (see header)
+    if (kb + kQD < kb_end) load_stage(kb + kQD, (it + kQD) % STAGES);
+    // this block's group parameters, then block kb + kQD's loads into the same registers
+    uint32_t s2[MI][4], z2[MI][4];
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        s2[mi][i] = sr[mi][i] * 0x10001u;                   // scale bits in both halves
+        z2[mi][i] = Magic<T>::kValue | (zr[mi][i] * 0x10001u);  // magic + zero in both halves
+      }
+    // k16 steps s >= first_b belong to the block's second group
+    const int k0 = kb * kBK;
+    const int first_b = ((k0 / a.group_size + 1) * a.group_size - k0 + 15) / 16;
+    fetch_qparams(min(kb + kQD, kb_end - 1), sr, zr);
+
+    uint4 lo0[MI], hi0[MI], lo1[MI], hi1[MI];
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi) {
+      const uint32_t wbase = sw + stage * Cfg::kWStage + (64 * (MI * wg + mi) + 16 * wq + g) * 32;
+      lo0[mi] = lds128(wbase);
+      hi0[mi] = lds128(wbase + 16);
+      lo1[mi] = lds128(wbase + 8 * 32);
+      hi1[mi] = lds128(wbase + 8 * 32 + 16);
+    }
+    const uint64_t desc0 = sw128_desc(sx + stage * Cfg::kXStage);
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      const bool second = s >= first_b;
+      wgmma_wait<3>();  // the wgmmas of the previous block that read afr[.][s] have retired
+#pragma unroll
+      for (int mi = 0; mi < MI; ++mi) {
+        const uint32_t sa = second ? s2[mi][2] : s2[mi][0], za = second ? z2[mi][2] : z2[mi][0];
+        const uint32_t sb = second ? s2[mi][3] : s2[mi][1], zb = second ? z2[mi][3] : z2[mi][1];
+        const uint4 l0 = lo0[mi], h0 = hi0[mi], l1 = lo1[mi], h1 = hi1[mi];
+        const uint32_t w00 = s == 0 ? l0.x : s == 1 ? l0.z : s == 2 ? h0.x : h0.z;  // row g, word 2s
+        const uint32_t w01 = s == 0 ? l0.y : s == 1 ? l0.w : s == 2 ? h0.y : h0.w;  // row g, word 2s+1
+        const uint32_t w10 = s == 0 ? l1.x : s == 1 ? l1.z : s == 2 ? h1.x : h1.z;  // row g+8
+        const uint32_t w11 = s == 0 ? l1.y : s == 1 ? l1.w : s == 2 ? h1.y : h1.w;
+        afr[mi][s][0] = dequant_pair<T>(w00 >> shift, za, sa);
+        afr[mi][s][1] = dequant_pair<T>(w10 >> shift, zb, sb);
+        afr[mi][s][2] = dequant_pair<T>(w01 >> shift, za, sa);
+        afr[mi][s][3] = dequant_pair<T>(w11 >> shift, zb, sb);
+      }
+      wgmma_fence();
+#pragma unroll
+      for (int mi = 0; mi < MI; ++mi) Wgmma<BT, T>::run(acc[mi], afr[mi][s], desc0 + 2 * s);
+      wgmma_commit();
+    }
+  };
+  // whole rounds of kQD blocks without conditions, then the rest
+  int kb = kb_begin;
+  for (; kb + kQD <= kb_end; kb += kQD) {
+#pragma unroll
+    for (int u = 0; u < kQD; ++u) block_step(kb + u, rs[u], rz[u]);
+  }
+#pragma unroll
+  for (int u = 0; u < kQD - 1; ++u)
+    if (kb + u < kb_end) block_step(kb + u, rs[u], rz[u]);
+  wgmma_wait<0>();
+
+  // ---- epilogue: lanes g, g ^ 1 swap so each writes two adjacent features of one token ----
+  const bool odd = (g & 1) != 0;
+  T* y = static_cast<T*>(a.y);
+  float* part = a.partials + int64_t(split) * a.m * a.n;
+#pragma unroll
+  for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      // even feature of the pair this lane writes
+      const int n = n0 + 64 * (MI * wg + mi) + 16 * wq + g - (g & 1) + 8 * h;
+      float b0 = 0.f, b1 = 0.f;
+      if (a.splits == 1 && a.bias != nullptr && n < a.n) {
+        b0 = load_float<T>(a.bias, n);
+        b1 = load_float<T>(a.bias, n + 1);
+      }
+#pragma unroll
+      for (int j = 0; j < BT / 8; ++j) {
+        const float v0 = acc[mi][4 * j + 2 * h], v1 = acc[mi][4 * j + 2 * h + 1];
+        const float recv = __shfl_xor_sync(0xffffffffu, odd ? v0 : v1, 4);
+        const int tok = m0 + 8 * j + 2 * t + (odd ? 1 : 0);
+        if (tok < a.m && n < a.n) {
+          const float lo = odd ? recv : v0, hi = odd ? v1 : recv;
+          if (a.splits == 1)
+            *reinterpret_cast<uint32_t*>(y + int64_t(tok) * a.n + n) = pack2<T>(lo + b0, hi + b1);
+          else
+            *reinterpret_cast<float2*>(part + int64_t(tok) * a.n + n) = make_float2(lo, hi);
+        }
+      }
+    }
+#else
+  // other targets (sm_80, compute_80 PTX) compile an empty body; the host never launches it there
+  static_assert(Cfg::kMi > 0 && Cfg::kStages > 0 && kGroupT > 0, "configuration");
+#endif  // AWQ_SM90_DEVICE
+}
+
+// y = sum over splits of the fp32 partials (+ bias), 4 outputs per thread (N % 64 == 0).
+template <typename T>
+__global__ void __launch_bounds__(256) sm90_splitk_reduce_kernel(const float* __restrict__ partials, int splits,
+                                                                 int64_t mn, int n, const T* __restrict__ bias,
+                                                                 T* __restrict__ y) {
+  const int64_t e = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
+  if (e >= mn) return;
+  float4 s = *reinterpret_cast<const float4*>(partials + e);
+  for (int i = 1; i < splits; ++i) {
+    const float4 v = *reinterpret_cast<const float4*>(partials + int64_t(i) * mn + e);
+    s.x += v.x;
+    s.y += v.y;
+    s.z += v.z;
+    s.w += v.w;
+  }
+  if (bias != nullptr) {
+    const int col = int(e % n);
+    s.x += float(bias[col]);
+    s.y += float(bias[col + 1]);
+    s.z += float(bias[col + 2]);
+    s.w += float(bias[col + 3]);
+  }
+  T out[4];
+  if constexpr (std::is_same_v<T, __half>) {
+    out[0] = __float2half_rn(s.x), out[1] = __float2half_rn(s.y), out[2] = __float2half_rn(s.z), out[3] = __float2half_rn(s.w);
+  } else {
+    out[0] = __float2bfloat16_rn(s.x), out[1] = __float2bfloat16_rn(s.y), out[2] = __float2bfloat16_rn(s.z),
+    out[3] = __float2bfloat16_rn(s.w);
+  }
+  *reinterpret_cast<uint2*>(y + e) = *reinterpret_cast<const uint2*>(out);
+}
+
+// ---- instantiated configurations ----------------------------------------------------------------
+//   id   BT   W rows = WGS x MI x 64   stages  smem
+//   0     64    64 = 1 x 1 x 64          6       61 KB
+//   1     64   128 = 2 x 1 x 64          6       73 KB   M <= 64
+//   2     64   256 = 2 x 2 x 64          6       97 KB
+//   3    128    64 = 1 x 1 x 64          5       91 KB
+//   4    128   128 = 2 x 1 x 64          5      101 KB   64 < M <= 128
+//   5    128   256 = 2 x 2 x 64          4       97 KB   (255 registers; slower than 6 at M >= 256)
+//   6    256   128 = 2 x 1 x 64          4      145 KB   128 < M <= kSm90MaxM
+// (128 x 256 with 5 stages spills: 255 registers are the limit of MI = 2 at BT = 128.)
+// Each for fp16 and bf16: 14 GEMM kernels + 2 reduce kernels. default_cfg below picks by M
+// (measured choices, bench/results/gemm_notes.md); the others stay for the benchmark's tuning.
+constexpr int kNumWgCfgs = 7;
+struct WgShape {
+  int bt, rows;
+};
+WgShape wg_shape(int cfg) {
+  switch (cfg) {
+    case 0: return {64, 64};
+    case 1: return {64, 128};
+    case 2: return {64, 256};
+    case 3: return {128, 64};
+    case 4: return {128, 128};
+    case 5: return {128, 256};
+    default: return {256, 128};
+  }
+}
+
+#define AWQ_WG_CFG_SWITCH(CFG, T, ...)                                              \
+  [&]() -> ::awq::Status {                                                          \
+    switch (CFG) {                                                                  \
+      case 0: { using Cfg = WgCfg<T, 64, 1, 1, 6>; return __VA_ARGS__(); }          \
+      case 1: { using Cfg = WgCfg<T, 64, 2, 1, 6>; return __VA_ARGS__(); }          \
+      case 2: { using Cfg = WgCfg<T, 64, 2, 2, 6>; return __VA_ARGS__(); }          \
+      case 3: { using Cfg = WgCfg<T, 128, 1, 1, 5>; return __VA_ARGS__(); }         \
+      case 4: { using Cfg = WgCfg<T, 128, 2, 1, 5>; return __VA_ARGS__(); }         \
+      case 5: { using Cfg = WgCfg<T, 128, 2, 2, 4>; return __VA_ARGS__(); }         \
+      case 6: { using Cfg = WgCfg<T, 256, 2, 1, 4>; return __VA_ARGS__(); }         \
+      default: break;                                                               \
+    }                                                                               \
+    return ::awq::Status::kUnsupported;                                             \
+  }()
+
+// Measured on an H200 (bench/results/gemm_notes.md, geo-mean over six LLM shapes, automatic
+// split-K): M = 64: cfg 1 0.87x cuBLAS (cfg 2 0.84x, cfg 0 0.70x); M = 128: cfg 4 0.75x (cfg 5
+// 0.74x); M = 256: cfg 6 0.73x (cfg 5 0.59x); M = 1024 / 4096: cfg 6 0.70x / 0.72x.
+int default_cfg(int64_t m) { return m <= 64 ? 1 : m <= 128 ? 4 : 6; }
+
+// Split-K only while the tiles fill less than one wave (same rule as int4_gemm.cu).
+int choose_splits(int64_t tiles, int64_t k_blocks, int sm_count) {
+  if (sm_count <= 0 || tiles >= sm_count) return 1;
+  const int max_splits = int(std::min<int64_t>(kMaxSplits, std::max<int64_t>(1, k_blocks / 8)));
+  int best = 1;
+  double best_score = -1.0;
+  for (int s = 1; s <= max_splits; ++s) {
+    const int64_t blocks = tiles * s;
+    const int64_t waves = (blocks + sm_count - 1) / sm_count;
+    const double score = double(s) / double(waves) * (1.0 - 0.03 * s);
+    if (score > best_score + 1e-9) {
+      best_score = score;
+      best = s;
+    }
+  }
+  return best;
+}
+
+struct WgPlan {
+  int cfg, t_tiles, n_tiles, k_blocks, splits;
+};
+
+WgPlan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int cfg, int splits) {
+  WgPlan pl;
+  pl.cfg = cfg >= 0 ? cfg : default_cfg(m);
+  const WgShape s = wg_shape(pl.cfg);
+  pl.t_tiles = int((m + s.bt - 1) / s.bt);
+  pl.n_tiles = int((n + s.rows - 1) / s.rows);
+  pl.k_blocks = int(k / kBK);
+  pl.splits = splits > 0 ? std::min(splits, pl.k_blocks)
+                         : choose_splits(int64_t(pl.t_tiles) * pl.n_tiles, pl.k_blocks, sm_count);
+  return pl;
+}
+
+int64_t partial_bytes(const WgPlan& pl, int64_t m, int64_t n) { return pl.splits > 1 ? pl.splits * m * n * 4 : 0; }
+
+bool aligned(const void* p, uintptr_t al) { return (reinterpret_cast<uintptr_t>(p) & (al - 1)) == 0; }
+
+// Compute capability 9.0 of the current device, queried once per device (a host query: safe while
+// a CUDA graph is being captured).
+bool device_is_sm90() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cache[kMaxDevices];  // 0 unknown, 1 yes, 2 no
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (dev < 0 || dev >= kMaxDevices) return false;
+  int v = cache[dev].load(std::memory_order_relaxed);
+  if (v == 0) {
+    int major = 0, minor = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+      return false;
+    v = (major == 9 && minor == 0) ? 1 : 2;
+    cache[dev].store(v, std::memory_order_relaxed);
+  }
+  return v == 1;
+}
+
+int device_sm_count(int given) {
+  if (given > 0) return given;
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return 0;
+  return sms;
+}
+
+bool shape_supported(int64_t m, int64_t n, int64_t k, int group_size) {
+  if (m <= 0 || n <= 0 || k <= 0 || n % 64 != 0 || k % kBK != 0) return false;
+  if (group_size <= 0 || group_size % 32 != 0 || k % group_size != 0) return false;
+  return m <= INT32_MAX && n <= INT32_MAX && k <= INT32_MAX && m * n <= INT64_MAX / 64;
+}
+
+bool supported(const Int4LinearParams& p) {
+  if (p.dtype != DType::kF16 && p.dtype != DType::kBF16) return false;
+  if (!shape_supported(p.m, p.n, p.k, p.group_size)) return false;
+  if (p.x_stride < p.k || p.x_stride % 8 != 0) return false;  // TMA: row strides in 16-byte units
+  if (!aligned(p.x, 16) || !aligned(p.qweight, 16) || !aligned(p.y, 4) || !aligned(p.scales, 2)) return false;
+  if (p.bias != nullptr && !aligned(p.bias, 2)) return false;
+  return true;
+}
+
+// cuTensorMapEncodeTiled from the driver, through the runtime (no link against libcuda).
+using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                   const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                   CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+EncodeTiledFn encode_tiled() {
+  static const EncodeTiledFn fn = []() -> EncodeTiledFn {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      return nullptr;
+    return reinterpret_cast<EncodeTiledFn>(f);
+  }();
+  return fn;
+}
+
+// x [M, K] (row stride x_stride) as a 2-D tensor {K, M}: box {64, bt}, 128-byte swizzle (the wgmma
+// B layout), zeros past M. qweight [N, K/8] int32 as {K/8, N}: box {8, rows} (32 bytes a row),
+// zeros past N. Both promote L2 fills to 256 bytes: a W row is read 32 bytes per stage, and
+// 256-byte fills turn those into whole DRAM bursts.
+bool make_maps(CUtensorMap* x_map, CUtensorMap* w_map, const Int4LinearParams& p, int bt, int rows) {
+  const EncodeTiledFn encode = encode_tiled();
+  if (encode == nullptr) return false;
+  const cuuint32_t elem_strides[2] = {1, 1};
+  const cuuint64_t x_dims[2] = {cuuint64_t(p.k), cuuint64_t(p.m)};
+  const cuuint64_t x_strides[1] = {cuuint64_t(p.x_stride) * 2};
+  const cuuint32_t x_box[2] = {cuuint32_t(kBK), cuuint32_t(bt)};
+  const CUtensorMapDataType dt =
+      p.dtype == DType::kF16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  if (encode(x_map, dt, 2, const_cast<void*>(p.x), x_dims, x_strides, x_box, elem_strides,
+             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+    return false;
+  const cuuint64_t w_dims[2] = {cuuint64_t(p.k / 8), cuuint64_t(p.n)};
+  const cuuint64_t w_strides[1] = {cuuint64_t(p.k / 8) * 4};
+  const cuuint32_t w_box[2] = {cuuint32_t(kBK / 8), cuuint32_t(rows)};
+  return encode(w_map, CU_TENSOR_MAP_DATA_TYPE_INT32, 2, const_cast<int32_t*>(p.qweight), w_dims, w_strides, w_box,
+                elem_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// The kernel has a body only in sm_90a code. A build without it (TORCH_CUDA_ARCH_LIST=9.0, or
+// 8.0+PTX JIT-compiled on an H100) would run an empty stub on a 9.0 device and leave y unwritten;
+// the stub is recognised by its register count (the real configurations use 127-255).
+template <typename Cfg>
+bool has_sm90a_body() {
+  static const bool ok = [] {
+    cudaFuncAttributes fa;
+    return cudaFuncGetAttributes(&fa, int4_gemm_wgmma_kernel<Cfg>) == cudaSuccess && fa.numRegs >= 64;
+  }();
+  return ok;
+}
+
+template <typename Cfg>
+Status launch(const Int4LinearParams& p, const WgPlan& pl, cudaStream_t stream) {
+  using T = typename Cfg::Elem;
+  if (!has_sm90a_body<Cfg>()) return Status::kUnsupported;
+  CUtensorMap x_map, w_map;
+  if (!make_maps(&x_map, &w_map, p, Cfg::kBT, Cfg::kRows)) return Status::kUnsupported;
+  auto kernel = int4_gemm_wgmma_kernel<Cfg>;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes) != cudaSuccess)
+    return Status::kLaunchError;
+  Sm90Args a;
+  a.x = p.x;
+  a.qweight = reinterpret_cast<const uint32_t*>(p.qweight);
+  a.scales = static_cast<const uint16_t*>(p.scales);
+  a.zeros = p.zeros;
+  a.bias = p.bias;
+  a.y = p.y;
+  a.partials = static_cast<float*>(p.workspace);
+  a.m = int(p.m);
+  a.n = int(p.n);
+  a.k = int(p.k);
+  a.x_stride = p.x_stride;
+  a.group_size = p.group_size;
+  a.groups = int(p.k / p.group_size);
+  a.t_tiles = pl.t_tiles;
+  a.n_tiles = pl.n_tiles;
+  a.k_blocks = pl.k_blocks;
+  a.splits = pl.splits;
+  const dim3 grid(unsigned(int64_t(pl.t_tiles) * pl.n_tiles), unsigned(pl.splits));
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(x_map, w_map, a);
+  if (cudaGetLastError() != cudaSuccess) return Status::kLaunchError;
+  if (pl.splits > 1) {
+    const int64_t mn = p.m * p.n;
+    sm90_splitk_reduce_kernel<T><<<unsigned((mn / 4 + 255) / 256), 256, 0, stream>>>(
+        a.partials, pl.splits, mn, int(p.n), static_cast<const T*>(p.bias), static_cast<T*>(p.y));
+    if (cudaGetLastError() != cudaSuccess) return Status::kLaunchError;
+  }
+  return Status::kOk;
+}
+
+}  // namespace
+
+int int4_gemm_sm90_num_configs() { return kNumWgCfgs; }
+
+bool int4_gemm_sm90_handles(int64_t m, int64_t n, int64_t k, int group_size) {
+  return m >= kSm90MinM && m <= kSm90MaxM && shape_supported(m, n, k, group_size) && device_is_sm90();
+}
+
+Status int4_gemm_sm90(const Int4LinearParams& p, cudaStream_t stream, int cfg, int splits) {
+  if (cfg >= kNumWgCfgs || !supported(p) || !device_is_sm90()) return Status::kUnsupported;
+  WgPlan pl = make_plan(p.m, p.n, p.k, device_sm_count(p.sm_count), cfg, splits);
+  if (pl.splits > 1 && (p.workspace == nullptr || p.workspace_bytes < partial_bytes(pl, p.m, p.n) ||
+                        !aligned(p.workspace, 16)))
+    pl.splits = 1;  // no room for partials: one split is always correct, only slower
+  return AWQ_DTYPE_SWITCH(p.dtype, D, [&]() -> Status {
+    if constexpr (D == DType::kF32) {
+      return Status::kUnsupported;
+    } else {
+      using T = std::conditional_t<D == DType::kF16, __half, __nv_bfloat16>;
+      return AWQ_WG_CFG_SWITCH(pl.cfg, T, [&]() -> Status { return launch<Cfg>(p, pl, stream); });
+    }
+  });
+}
+
+int64_t int4_gemm_sm90_workspace_bytes(int64_t m, int64_t n, int64_t k, int group_size, int sm_count) {
+  if (!shape_supported(m, n, k, group_size)) return 0;
+  return partial_bytes(make_plan(m, n, k, device_sm_count(sm_count), -1, 0), m, n);
+}
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace awq

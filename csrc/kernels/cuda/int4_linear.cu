@@ -1,0 +1,1152 @@
+// INT4 (W4A16) linear for decoding, y [M, N] = x [M, K] @ W^T (+ bias), and the int4_linear
+// dispatcher: M <= 16 runs the tensor-core GEMV below, larger M goes to the GEMM (int4_gemm.cu).
+//
+// Decoding is a pure weight stream: at M = 16 a k-step reads 0.52 bytes of weight per 32 FLOP, far
+// under what the tensor cores do, so the kernel is built to keep DRAM busy and spend as few issue
+// slots per weight as possible:
+//   * weights go straight from DRAM to registers in 16-byte loads, U k-blocks in flight per warp;
+//   * dequantization (Int4Math below) is one LOP3 per pair of weights to build 1024 + q with the
+//     fp16 magic exponent, one exact subtraction (or fma) for q - z and one multiply by the scale,
+//     plus one shift per 8 weights; (q - z) * s is rounded once, exactly like the reference;
+//   * products and fp32 accumulation run on mma.sync m16n8k16, weights as the A operand (16 rows of
+//     W) and x as B (8 columns = 8 rows of x; columns past M are never stored);
+//   * x for the block's K-slice sits in shared memory, read by every warp (x traffic from L2 is
+//     4 M / BN times the weight traffic, so BN grows with M);
+//   * split-K across the blocks of a thread-block cluster (sm_90), reduced through distributed
+//     shared memory: one launch, no workspace, no atomics, deterministic, graph-safe.
+// Measured results and the tuning sweep behind the configurations: bench/results/linear_decode_h200.md.
+//
+// Tiling (one warp, one 16-row tile, one k-block of 128):
+//
+//            k:  0 ......... 31 | 32 ....... 63 | 64 ....... 95 | 96 ...... 127
+//   row g      [ lane 4g+0     | lane 4g+1     | lane 4g+2     | lane 4g+3    ]  one uint4 each
+//   row g + 8  [ lane 4g+0     | lane 4g+1     | lane 4g+2     | lane 4g+3    ]  one uint4 each
+//
+// Lane (g, t) = (lane / 4, lane % 4) thus holds k = 32t .. 32t+31 of rows g and g+8, exactly the
+// rows of mma's A fragment. The mma's logical k is permuted onto the actual k so that no data moves
+// between lanes: in mma step s (0..7), the fragment pairs {2t, 2t+1} and {2t+8, 2t+9} of lane t are
+// the actual k = 32t + 4s + {0, 1} and 32t + 4s + {2, 3}, i.e. pairs 2(s%2) and 2(s%2)+1 of word
+// s/2 (elements 4(s%2) .. 4(s%2)+3 of the word, layout.h). B uses the same
+// permutation, so lane (g, t) needs x[g][32t + 4s .. 32t + 4s + 3]: the 16-byte unit
+// x[g][32t + 8u .. 32t + 8u + 7] serves steps 2u and 2u+1. Since every group size here is a
+// multiple of 32, a lane's 32 k share one scale and one zero point per row and k-block.
+//
+// Shared memory per block: x rows [Mc][K-slice] with each k-block's 16 units stored in the order
+// (u, t) (unit u of lane t at 4u + t), so the 4 lanes of a row read 64 contiguous bytes per LDS.128;
+// rows are padded by 64 bytes so the two rows of a quarter-warp hit disjoint banks. After the main
+// loop the same memory holds the block's fp32 partial sums red[Mc][BN + 4] (+4: the 4 lanes of a
+// quad write rows 2t, 2t+1 that would otherwise share banks).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstdint>
+#include <type_traits>
+
+#include "awq/core.h"
+#include "awq/static_switch.h"
+#include "int4_gemm.h"
+
+namespace awq {
+namespace cuda {
+namespace {
+
+constexpr int kWarps = 4;                 // warps per block, each owning NT 16-row tiles
+constexpr int kThreads = kWarps * 32;
+constexpr int kKBlock = 128;              // k per warp step (4 lanes x 32)
+constexpr int kMaxSplit = 8;              // portable cluster size
+
+// ---- per-dtype pieces: the magic-number dequantization and the mma --------------------------
+// (a & b) | c in one LOP3 (the compiler splits it in two when both masks are immediates)
+__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+
+template <typename T> struct Int4Math;
+
+// fp16: 0x6400 is 1024.0 with a zero low mantissa byte, so for a nibble q in bits 0..3 of a half,
+// 0x6400 | q == 1024 + q, and for q in bits 4..7, 0x6400 | q << 4 == 1024 + 16 q. The first gives
+// q - z with one exact subtraction of 1024 + z, the second with one exact fma:
+// (1024 + 16 q) / 16 - (64 + z). Bits 4..7 need no shift, so a word (elements 0..7 in nibbles
+// {0,2,4,6,1,3,5,7}) unpacks with a single shift by 8:
+//   w      & 0x000F000F -> elements 0, 1      w      & 0x00F000F0 -> elements 2, 3 (x16)
+//   w >> 8 & 0x000F000F -> elements 4, 5      w >> 8 & 0x00F000F0 -> elements 6, 7 (x16)
+// Both integer results are exact, so (q - z) * s is rounded once, like the reference's
+// dequantize-then-round.
+template <> struct Int4Math<__half> {
+  struct Zero {
+    uint32_t lo;   // 1024 + z in both halves
+    uint32_t hi;   // -(64 + z) in both halves
+  };
+  static __device__ __forceinline__ Zero zero(uint32_t z) {
+    return {__byte_perm(z, 0x64u, 0x4040), __byte_perm(z << 4, 0xD4u, 0x4040)};
+  }
+  static __device__ __forceinline__ uint32_t sub(uint32_t a, uint32_t b) {
+    uint32_t d;
+    asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+    return d;
+  }
+  static __device__ __forceinline__ uint32_t mul(uint32_t a, uint32_t b) {
+    uint32_t d;
+    asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+    return d;
+  }
+  static __device__ __forceinline__ uint32_t fma(uint32_t a, uint32_t b, uint32_t c) {
+    uint32_t d;
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+  }
+  // d[p] = packed dequantized elements (2p, 2p+1) of word w; s2 = scale in both halves
+  static __device__ __forceinline__ void dequant(uint32_t w, const Zero& z, uint32_t s2, uint32_t (&d)[4]) {
+    const uint32_t lo = 0x000F000Fu, hi = 0x00F000F0u, magic = 0x64006400u, sixteenth = 0x2C002C00u;
+    const uint32_t w8 = w >> 8;
+    d[0] = mul(sub(and_or(w, lo, magic), z.lo), s2);
+    d[1] = mul(fma(and_or(w, hi, magic), sixteenth, z.hi), s2);
+    d[2] = mul(sub(and_or(w8, lo, magic), z.lo), s2);
+    d[3] = mul(fma(and_or(w8, hi, magic), sixteenth, z.hi), s2);
+  }
+  static __device__ __forceinline__ void mma(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                             uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+  static __device__ __forceinline__ float to_float(uint16_t v) { return __half2float(__ushort_as_half(v)); }
+  static __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  }
+  static __device__ __forceinline__ uint16_t pack1(float v) { return __half_as_ushort(__float2half_rn(v)); }
+};
+
+// bf16: 0x4300 is 128.0 with a zero low mantissa nibble: 0x4300 | q == 128 + q. Bits 4..7 would
+// reach the exponent, so every pair is shifted down: (w >> 4j) & 0x000F000F = elements 2j, 2j+1.
+template <> struct Int4Math<__nv_bfloat16> {
+  struct Zero {
+    uint32_t lo;   // 128 + z in both halves
+  };
+  static __device__ __forceinline__ Zero zero(uint32_t z) { return {__byte_perm(z, 0x43u, 0x4040)}; }
+  // sm_80 has no bf16x2 sub/mul; fma with -1 / -0 is exact for the subtraction of small integers
+  // and a single round-to-nearest for the product, the same result as sm_90's native forms.
+  static __device__ __forceinline__ uint32_t sub(uint32_t a, uint32_t b) {
+    uint32_t d;
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(b), "r"(0xBF80BF80u), "r"(a));
+    return d;
+  }
+  static __device__ __forceinline__ uint32_t mul(uint32_t a, uint32_t b) {
+    uint32_t d;
+    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(0x80008000u));
+    return d;
+  }
+  static __device__ __forceinline__ void dequant(uint32_t w, const Zero& z, uint32_t s2, uint32_t (&d)[4]) {
+    const uint32_t lo = 0x000F000Fu, magic = 0x43004300u;
+    const uint32_t w4 = w >> 4;
+    d[0] = mul(sub(and_or(w, lo, magic), z.lo), s2);
+    d[1] = mul(sub(and_or(w4, lo, magic), z.lo), s2);
+    d[2] = mul(sub(and_or(w >> 8, lo, magic), z.lo), s2);
+    d[3] = mul(sub(and_or(w4 >> 8, lo, magic), z.lo), s2);
+  }
+  static __device__ __forceinline__ void mma(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                             uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+  static __device__ __forceinline__ float to_float(uint16_t v) { return __uint_as_float(uint32_t(v) << 16); }
+  static __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  }
+  static __device__ __forceinline__ uint16_t pack1(float v) {
+    const __nv_bfloat16 h = __float2bfloat16_rn(v);
+    return *reinterpret_cast<const uint16_t*>(&h);
+  }
+};
+
+// Streaming 16-byte weight load: read once, so keep it out of L1 (no L2 policy: see HOPPER notes
+// of the project, createpolicy is unsafe with this toolchain).
+__device__ __forceinline__ uint4 ldg_stream(const uint4* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const int src_bytes = valid ? 16 : 0;  // 0: zero-fill the 16 bytes, read nothing
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem), "r"(src_bytes));
+}
+
+__device__ __forceinline__ void cp_async_wait_all() {
+  asm volatile("cp.async.commit_group;\n\tcp.async.wait_group 0;" ::: "memory");
+}
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+// float2 at the same shared-memory offset as `local`, in the block of cluster rank `rank`.
+__device__ __forceinline__ float2 ld_cluster_f2(const float* local, uint32_t rank) {
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(local));
+  uint32_t ra;
+  float2 v;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(ra) : "r"(a), "r"(rank));
+  asm volatile("ld.shared::cluster.v2.f32 {%0,%1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(ra) : "memory");
+  return v;
+}
+#endif
+
+// Calls f(std::integral_constant<int, 0>{}) .. f(integral_constant<N-1>{}) in order: register
+// arrays indexed by the constant stay in registers.
+template <int N>
+struct Unroll {
+  template <typename F>
+  __device__ __forceinline__ static void run(F&& f) {
+    Unroll<N - 1>::run(f);
+    f(std::integral_constant<int, N - 1>{});
+  }
+};
+template <>
+struct Unroll<0> {
+  template <typename F>
+  __device__ __forceinline__ static void run(F&&) {}
+};
+
+struct GemvArgs {
+  const uint16_t* x;        // [M, x_stride] rows
+  const uint4* qweight;     // [N, K/32] 16-byte units (8 codes per int32 word, 4 words per unit)
+  const uint16_t* scales;   // [N, K/G]
+  const uint8_t* zeros;     // [N, K/G]
+  const uint16_t* bias;     // [N] or null
+  uint16_t* y;              // [M, N]
+  int m, n, k;
+  int64_t x_stride;
+  int kb_total;             // k-blocks holding any k < K (see kb_count)
+  int kb_per_split;         // k-blocks per cluster rank, a multiple of S (the last rank may get fewer)
+  int x_row_units;          // shared-memory row stride of x in 16-byte units (slice + 64 B pad)
+  bool x_vec_ok;            // x rows 16-byte aligned: stage with cp.async, else element by element
+  bool y_pair_ok;           // y 4-byte aligned and N even: store output pairs
+};
+
+// Template parameters:
+//   T   __half or __nv_bfloat16 (x, scales, bias, y)
+//   G   group size (32, 64, 128): compile-time so the group index is a shift
+//   MT  8-row x tiles per block (1: M <= 8, 2: M <= 16); blockIdx.z walks further 8*MT-row chunks
+//   NT  16-row weight tiles per warp: x fragments are reused NT times from registers
+//   U   k-blocks in flight per warp (register pipeline depth), a multiple of S
+//   S   run length: lane t reads S consecutive 16-byte units of each row, one per k-block of a
+//       "super-block" of S k-blocks, and the S loads of a super-block are issued together, so a
+//       quad requests 64 S contiguous bytes per row at once instead of 64 (meant to open fewer
+//       DRAM pages per byte; measured on H200: S = 2 within 3 % of S = 1, larger S slower through
+//       registers, so the library uses S = 1). Mapping of (k-block kb, lane t) to a row's 32-k unit:
+//         unit(kb, t) = (kb / S) * 4 S + t S + kb % S
+//       (S = 1: unit = 4 kb + t, the plain tiling of the file comment.) x in shared memory is
+//       staged through the same map, so the mma still sees matching k on both sides.
+// Grid: (split, ceil(N / BN), ceil(M / (8 MT))) with BN = 16 NT kWarps; with split > 1 the blocks
+// of one (n, m) tile form a cluster along x and each covers kb_per_split k-blocks.
+template <int S>
+__device__ __forceinline__ int unit_of(int kb, int t) {
+  return (kb / S) * 4 * S + t * S + kb % S;
+}
+
+template <typename T, int G, int MT, int NT, int U, int S>
+__global__ void __launch_bounds__(kThreads) int4_gemv_kernel(const GemvArgs a) {
+  using Math = Int4Math<T>;
+  constexpr int BN = 16 * NT * kWarps;
+  constexpr int kRedStride = BN + 4;
+  extern __shared__ uint4 smem[];
+
+  const int split = blockIdx.x;
+  const int n_splits = gridDim.x;
+  const int n_base = blockIdx.y * BN;
+  const int m0 = blockIdx.z * 8 * MT;
+  const int mc = min(8 * MT, a.m - m0);
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int g = lane / 4;
+  const int t = lane % 4;
+
+  const int kb_begin = split * a.kb_per_split;
+  const int kb_end = min(kb_begin + a.kb_per_split, a.kb_total);
+  const int k_units = a.k / 32;           // 16-byte (32-k) units per weight row
+  const int groups = a.k / G;
+
+  // Rows of this lane: tile nt covers rows n0 + 16 nt + {g, g + 8}. Rows past N are clamped onto
+  // row N-1 (valid memory, results never stored) so the loop has no per-row predicates. Offsets
+  // are 32-bit element indices (N K / 32 < 2^31 for any real layer), so each load address is one
+  // IMAD.WIDE off a kernel parameter.
+  uint32_t wofs[NT][2], sofs[NT][2];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const uint32_t row = uint32_t(min(n_base + warp * 16 * NT + nt * 16 + g + 8 * h, a.n - 1));
+      wofs[nt][h] = row * uint32_t(k_units);
+      sofs[nt][h] = row * uint32_t(groups);
+    }
+  }
+
+  // Register pipeline: slot u holds k-block kb_begin + u (mod U); slots are refilled S at a time.
+  uint4 wq[U][NT][2];
+  uint32_t sc[U][NT][2];
+  uint32_t zc[U][NT][2];
+  auto load = [&](auto slot_c, int kb) {
+    constexpr int u = decltype(slot_c)::value;
+    if (kb >= kb_end) return;
+    // Only the last super-block of K can be partial (K is a multiple of 32). Lanes past K re-read
+    // the row's last unit: finite weights that meet x zero-filled in shared memory, so no predicate.
+    const uint32_t unit = min(uint32_t(unit_of<S>(kb, t)), uint32_t(k_units - 1));
+    const uint32_t grp = unit * 32u / uint32_t(G);
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        wq[u][nt][h] = ldg_stream(a.qweight + (wofs[nt][h] + unit));
+        sc[u][nt][h] = __ldg(a.scales + (sofs[nt][h] + grp));
+        zc[u][nt][h] = __ldg(a.zeros + (sofs[nt][h] + grp));
+      }
+    }
+  };
+  // Issue the first U k-blocks before staging x, so DRAM latency overlaps the x copy.
+  Unroll<U>::run([&](auto uc) { load(uc, kb_begin + decltype(uc)::value); });
+
+  // ---- stage x[m0 .. m0+mc) of this K-slice into shared memory (layout: see file comment) ----
+  {
+    const int slice_units = a.kb_per_split * 16;
+    const int total = mc * slice_units;
+    for (int i = threadIdx.x; i < total; i += kThreads) {
+      const int m = i / slice_units;
+      const int su = i - m * slice_units;
+      // destination slot (k-block kbl, word s2, lane tt) -> x[32 unit(kb, tt) + 8 s2 .. + 7]
+      const int kbl = su / 16, s2 = (su % 16) / 4, tt = su % 4;
+      uint4* dst = smem + m * a.x_row_units + su;
+      const int kk = unit_of<S>(kb_begin + kbl, tt) * 32 + s2 * 8;
+      const uint16_t* src = a.x + (m0 + m) * a.x_stride + kk;
+      if (a.x_vec_ok) {
+        cp_async16(dst, kk < a.k ? src : a.x, kk < a.k);
+      } else {
+        uint16_t e[8];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) e[j] = kk + j < a.k ? src[j] : uint16_t(0);
+        *dst = make_uint4(e[0] | uint32_t(e[1]) << 16, e[2] | uint32_t(e[3]) << 16,
+                          e[4] | uint32_t(e[5]) << 16, e[6] | uint32_t(e[7]) << 16);
+      }
+    }
+    cp_async_wait_all();
+    __syncthreads();
+  }
+
+  // Two accumulator sets (even / odd mma step) halve the dependent-mma chain.
+  float acc[NT][MT][2][4];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int p = 0; p < 2; ++p)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[nt][mt][p][j] = 0.0f;
+
+  // x fragments: lanes of rows past M read row mc-1 (a broadcast); their mma columns are never stored
+  const uint4* xs_lane[MT];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) xs_lane[mt] = smem + min(8 * mt + g, mc - 1) * a.x_row_units + t;
+
+  auto compute = [&](auto slot_c, int kb) {
+    constexpr int u = decltype(slot_c)::value;
+    const int kbl = kb - kb_begin;
+    uint4 xf[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int s2 = 0; s2 < 4; ++s2) xf[mt][s2] = xs_lane[mt][kbl * 16 + s2 * 4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const uint32_t s0 = __byte_perm(sc[u][nt][0], 0, 0x1010);
+      const uint32_t s1 = __byte_perm(sc[u][nt][1], 0, 0x1010);
+      const typename Math::Zero z0 = Math::zero(zc[u][nt][0]);
+      const typename Math::Zero z1 = Math::zero(zc[u][nt][1]);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const uint4& q0 = wq[u][nt][0];
+        const uint4& q1 = wq[u][nt][1];
+        uint32_t d0[4], d1[4];
+        Math::dequant(i == 0 ? q0.x : i == 1 ? q0.y : i == 2 ? q0.z : q0.w, z0, s0, d0);
+        Math::dequant(i == 0 ? q1.x : i == 1 ? q1.y : i == 2 ? q1.z : q1.w, z1, s1, d1);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          const uint4 xv = i == 0 ? xf[mt][0] : i == 1 ? xf[mt][1] : i == 2 ? xf[mt][2] : xf[mt][3];
+          Math::mma(acc[nt][mt][0], d0[0], d1[0], d0[1], d1[1], xv.x, xv.y);
+          Math::mma(acc[nt][mt][1], d0[2], d1[2], d0[3], d1[3], xv.z, xv.w);
+        }
+      }
+    }
+  };
+
+  for (int kb = kb_begin; kb < kb_end; kb += U) {
+    Unroll<U>::run([&](auto uc) {
+      constexpr int u = decltype(uc)::value;
+      if (kb + u < kb_end) compute(uc, kb + u);
+      if ((u + 1) % S == 0) {
+        // a whole super-block consumed: refill its S slots together (one contiguous run per row)
+        Unroll<S>::run([&](auto vc) {
+          constexpr int v = u + 1 - S + decltype(vc)::value;
+          load(std::integral_constant<int, v>{}, kb + v + U);
+        });
+      }
+    });
+  }
+
+  // ---- partial sums -> shared memory red[m][BN + 4] (x is dead once every warp is here) ------
+  __syncthreads();
+  float* red = reinterpret_cast<float*>(smem);
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    const int nl = warp * 16 * NT + nt * 16 + g;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      const int m = 8 * mt + 2 * t;
+      const float* c0 = acc[nt][mt][0];
+      const float* c1 = acc[nt][mt][1];
+      // c[0], c[1]: (row g, cols 2t, 2t+1); c[2], c[3]: (row g + 8, same cols)
+      if (m < mc) {
+        red[m * kRedStride + nl] = c0[0] + c1[0];
+        red[m * kRedStride + nl + 8] = c0[2] + c1[2];
+      }
+      if (m + 1 < mc) {
+        red[(m + 1) * kRedStride + nl] = c0[1] + c1[1];
+        red[(m + 1) * kRedStride + nl + 8] = c0[3] + c1[3];
+      }
+    }
+  }
+
+  // ---- reduce over the cluster's K-slices; rank r finishes rows [r BN/S, (r+1) BN/S) ---------
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (n_splits > 1) cluster_sync(); else __syncthreads();
+#else
+  __syncthreads();
+#endif
+  const int rows_per_rank = BN / n_splits;   // n_splits is a power of two <= 8, BN >= 64
+  const int pairs = rows_per_rank / 2;
+  for (int i = threadIdx.x; i < mc * pairs; i += kThreads) {
+    const int m = i / pairs;
+    const int nl = split * rows_per_rank + 2 * (i - m * pairs);
+    const int n = n_base + nl;
+    float2 v = *reinterpret_cast<const float2*>(red + m * kRedStride + nl);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    for (int r = 1; r < n_splits; ++r) {
+      // each output is summed by one rank in a fixed order: deterministic; the rotation
+      // spreads the ranks' remote reads over different blocks
+      const float2 o = ld_cluster_f2(red + m * kRedStride + nl, uint32_t((split + r) % n_splits));
+      v.x += o.x;
+      v.y += o.y;
+    }
+#endif
+    if (n >= a.n) continue;
+    if (a.bias != nullptr) {
+      v.x += Math::to_float(a.bias[n]);
+      if (n + 1 < a.n) v.y += Math::to_float(a.bias[n + 1]);
+    }
+    uint16_t* out = a.y + size_t(m0 + m) * a.n + n;
+    if (a.y_pair_ok) {
+      *reinterpret_cast<uint32_t*>(out) = Math::pack2(v.x, v.y);   // N even: n + 1 < N too
+    } else {
+      out[0] = Math::pack1(v.x);
+      if (n + 1 < a.n) out[1] = Math::pack1(v.y);
+    }
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // no block may leave (and free its shared memory) while another rank still reads it
+  if (n_splits > 1) cluster_sync();
+#endif
+}
+
+// ---- host side ----------------------------------------------------------------------------------
+template <int MT_, int NT_, int U_, int S_>
+struct GemvCfg {
+  static constexpr int MT = MT_, NT = NT_, U = U_, S = S_, BN = 16 * NT_ * kWarps;
+  static_assert(U_ % S_ == 0, "the pipeline refills whole super-blocks");
+};
+
+// Kernel configurations built into the library, each for fp16 and bf16 and G in {32, 64, 128}
+// (12 kernels):
+//   name        MT NT U S  BN   regs  used for
+//   CfgSmallM   1  2  2 1  128  127   M <= 8   (x L2 traffic <= M/32 of the weight stream)
+//   CfgLargeM   2  2  2 1  128  149   M 9 .. 16, and M 17 .. 32 as 16-row chunks when the GEMM declines
+// Chosen from a sweep of 11 candidates x split-K 1/2/4/8 on the six LLM shapes (H200, fp16 and
+// bf16, bench/results/linear_decode_h200.md): best or within 8 % of the best candidate at every M.
+// Run lengths S > 1 and deeper pipelines (U = 8) measured no better, so production uses S = 1.
+using CfgSmallM = GemvCfg<1, 2, 2, 1>;
+using CfgLargeM = GemvCfg<2, 2, 2, 1>;
+
+struct DeviceInfo {
+  int cc_major;
+  int sm_count;
+  int smem_optin;
+};
+
+DeviceInfo device_info(int sm_count_hint) {
+  // Attributes are cached per device: cudaDeviceGetAttribute is cheap but not free, and this runs
+  // once per decoded token per layer.
+  static std::atomic<int> cache[64][3];
+  int dev = 0;
+  cudaGetDevice(&dev);
+  DeviceInfo info{0, 0, 0};
+  if (dev >= 0 && dev < 64 && cache[dev][0].load(std::memory_order_relaxed) != 0) {
+    info = {cache[dev][0].load(std::memory_order_relaxed), cache[dev][1].load(std::memory_order_relaxed),
+            cache[dev][2].load(std::memory_order_relaxed)};
+  } else {
+    cudaDeviceGetAttribute(&info.cc_major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&info.sm_count, cudaDevAttrMultiProcessorCount, dev);
+    cudaDeviceGetAttribute(&info.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (dev >= 0 && dev < 64) {
+      cache[dev][1].store(info.sm_count);
+      cache[dev][2].store(info.smem_optin);
+      cache[dev][0].store(info.cc_major);
+    }
+  }
+  if (sm_count_hint > 0) info.sm_count = sm_count_hint;
+  return info;
+}
+
+// k-blocks that hold any k < K under unit_of<S>: full super-blocks, then those of the last one
+// whose lane 0 is inside K (lanes 1..3 of a k-block are never inside when lane 0 is not).
+int kb_count(int64_t k, int s) {
+  const int64_t units = k / 32, full = units / (4 * s), rem = units % (4 * s);
+  return int(full * s + (rem < s ? rem : s));
+}
+
+template <typename Cfg>
+int64_t gemv_smem_bytes(int mc, int kb_per_split) {
+  const int64_t x_bytes = int64_t(mc) * (int64_t(kb_per_split) * kKBlock * 2 + 64);
+  const int64_t red_bytes = int64_t(mc) * (Cfg::BN + 4) * 4;
+  return x_bytes > red_bytes ? x_bytes : red_bytes;
+}
+
+// Blocks of one configuration that fit on an SM at once by registers (the x slice's shared memory
+// is left out: choose_split keeps slices short where it would bind). Queried once per kernel.
+template <typename T, int G, typename Cfg>
+int resident_blocks_per_sm() {
+  static const int blocks = [] {
+    int b = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+            &b, int4_gemv_kernel<T, G, Cfg::MT, Cfg::NT, Cfg::U, Cfg::S>, kThreads, 0) != cudaSuccess) {
+      cudaGetLastError();
+      b = 0;
+    }
+    return b > 0 ? b : 1;
+  }();
+  return blocks;
+}
+
+// Split-K heuristic, fitted to a sweep of split 1/2/4/8 on the six LLM shapes (H200, fp16 and bf16;
+// bench/results/linear_decode_h200.md), always keeping >= 2 super-blocks of k per rank:
+//  * M <= 8: the largest power of two whose grid fits in one wave of resident blocks (every block
+//    streams from the start, none waits for a second wave), then more while a rank would walk more
+//    than kMaxKbPerRank k-blocks (long rows: shorter slices shrink each block's x copy and tail);
+//  * M 9..16: 8. The x slice of 16 rows is large: unsplit blocks hold so much shared memory that
+//    fewer fit per SM, and each pays a long x copy before its first k-block.
+// Within 8 % of the best split at M <= 4 and 11 % at M <= 8 on every shape; at M = 16 within 5 %
+// except 14336 x 4096 (22 %, where another tiling wins).
+constexpr int kMaxKbPerRank = 16;
+
+template <typename Cfg>
+int choose_split(const DeviceInfo& dev, int64_t tiles, int kb_total, int resident, int mc) {
+  int split = 1;
+  if (dev.cc_major < 9) return split;
+  auto can_double = [&] { return split < kMaxSplit && kb_total >= 2 * Cfg::S * 2 * split; };
+  if (mc > 8) {
+    while (can_double()) split *= 2;
+    return split;
+  }
+  const int64_t wave = int64_t(resident) * dev.sm_count;
+  while (can_double() && tiles * split * 2 <= wave) split *= 2;
+  while (can_double() && kb_total > kMaxKbPerRank * split) split *= 2;
+  return split;
+}
+
+template <typename T, int G, typename Cfg>
+Status launch_gemv(const Int4LinearParams& p, cudaStream_t stream, int split_override, int* plan_split) {
+  const DeviceInfo dev = device_info(p.sm_count);
+  const int mchunk = 8 * Cfg::MT;
+  const int64_t n_tiles = (p.n + Cfg::BN - 1) / Cfg::BN;
+  const int64_t m_tiles = (p.m + mchunk - 1) / mchunk;
+  if (n_tiles > 65535 || m_tiles > 65535) return Status::kUnsupported;
+  const int kb_total = kb_count(p.k, Cfg::S);
+  const int mc = int(p.m < mchunk ? p.m : mchunk);
+
+  int split = split_override > 0 ? split_override
+                                 : choose_split<Cfg>(dev, n_tiles * m_tiles, kb_total, resident_blocks_per_sm<T, G, Cfg>(), mc);
+  if (dev.cc_major < 9) split = 1;
+  // k-blocks per rank: whole super-blocks, so every rank's runs stay contiguous
+  auto kb_per = [&](int s) { return ((kb_total + s - 1) / s + Cfg::S - 1) / Cfg::S * Cfg::S; };
+  // x slice must fit in shared memory: split further (Hopper), else decline
+  while (gemv_smem_bytes<Cfg>(mc, kb_per(split)) > dev.smem_optin && dev.cc_major >= 9 && split < kMaxSplit) {
+    split *= 2;
+  }
+  const int64_t smem = gemv_smem_bytes<Cfg>(mc, kb_per(split));
+  if (smem > dev.smem_optin) return Status::kUnsupported;
+  if (plan_split != nullptr) {  // dry run: report the split only
+    *plan_split = split;
+    return Status::kOk;
+  }
+
+  GemvArgs a;
+  a.x = static_cast<const uint16_t*>(p.x);
+  a.qweight = reinterpret_cast<const uint4*>(p.qweight);
+  a.scales = static_cast<const uint16_t*>(p.scales);
+  a.zeros = p.zeros;
+  a.bias = static_cast<const uint16_t*>(p.bias);
+  a.y = static_cast<uint16_t*>(p.y);
+  a.m = int(p.m);
+  a.n = int(p.n);
+  a.k = int(p.k);
+  a.x_stride = p.x_stride;
+  a.kb_total = kb_total;
+  a.kb_per_split = kb_per(split);
+  a.x_row_units = a.kb_per_split * 16 + 4;
+  a.x_vec_ok = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.x_stride % 8 == 0;
+  a.y_pair_ok = reinterpret_cast<uintptr_t>(p.y) % 4 == 0 && p.n % 2 == 0;
+
+  auto kernel = int4_gemv_kernel<T, G, Cfg::MT, Cfg::NT, Cfg::U, Cfg::S>;
+  if (smem > 48 * 1024) {
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess) {
+      return Status::kLaunchError;
+    }
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned(split), unsigned(n_tiles), unsigned(m_tiles));
+  cfg.blockDim = dim3(kThreads, 1, 1);
+  cfg.dynamicSmemBytes = size_t(smem);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  if (split > 1) {
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = unsigned(split);
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+  }
+  if (cudaLaunchKernelEx(&cfg, kernel, a) != cudaSuccess) return Status::kLaunchError;
+  return Status::kOk;
+}
+
+template <typename T, typename Cfg>
+Status dispatch_group(const Int4LinearParams& p, cudaStream_t stream, int split_override, int* plan_split) {
+  return AWQ_GROUP_SWITCH(p.group_size, G, [&] { return launch_gemv<T, G, Cfg>(p, stream, split_override, plan_split); });
+}
+
+template <typename Cfg>
+Status dispatch_dtype(const Int4LinearParams& p, cudaStream_t stream, int split_override, int* plan_split) {
+  return AWQ_DTYPE_SWITCH(p.dtype, D, [&] {
+    if constexpr (D == DType::kF16) {
+      return dispatch_group<__half, Cfg>(p, stream, split_override, plan_split);
+    } else if constexpr (D == DType::kBF16) {
+      return dispatch_group<__nv_bfloat16, Cfg>(p, stream, split_override, plan_split);
+    } else {
+      return Status::kUnsupported;   // fp32 activations: the binding falls back
+    }
+  });
+}
+
+// Largest M routed to the GEMV kernels: M = 16 is where one 8-row x tile pair is full.
+constexpr int64_t kGemvMaxM = 16;
+// Up to this M, 16-row chunks of the GEMV stand in when the GEMM declines a problem (each chunk
+// re-streams the weights, so beyond two chunks the binding's dequantize + cuBLAS is faster).
+constexpr int64_t kGemvChunkedMaxM = 32;
+
+bool gemv_shape_ok(const Int4LinearParams& p) {
+  if (p.m <= 0 || p.n <= 0 || p.k <= 0) return false;
+  if (p.k % 32 != 0 || p.k % p.group_size != 0) return false;
+  if (p.n > (int64_t(1) << 30) || p.k > (int64_t(1) << 30) || p.m > (int64_t(1) << 30)) return false;
+  if (reinterpret_cast<uintptr_t>(p.qweight) % 16 != 0) return false;
+  return true;
+}
+
+
+// ==== streaming tensor-core GEMV (the decode path for M <= 16) ===================================
+//
+// Same fragment mapping and arithmetic as int4_gemv_kernel above, but weights travel DRAM -> shared
+// memory -> registers, so that the DRAM side sees whole rows. qweight is int32 [N, K/8] packed along
+// K, so BN consecutive rows x a K-slice of KSB values are BN contiguous runs of KSB/2 bytes. A block
+// owns BN = 16 RW rows and walks all of K in stages of KSB = 128 KBW KW values:
+//
+//   stage s, slot s % STAGES of shared memory:
+//     w   [BN rows][KSB/2 bytes + 64 pad]     cp.async, 16 B per thread, thread i -> unit i: one warp
+//                                             copies 512 contiguous bytes of a row (KSB/2 >= 256:
+//                                             at most 2 rows per instruction)
+//     sz  [BN rows][KSB/G + 1] u32            scale (low half) | zero (high half), through registers
+//     x   [mc rows][KSB * 2 bytes + 64 pad]   cp.async, 16-byte units of x permuted to (word i, lane t)
+//                                             order inside each 128-k block (as in the GEMV above)
+//
+// STAGES - 1 stages are in flight while one is computed: 3 x 16 KB per block of 4 warps, 2-3 blocks
+// per SM, i.e. ~100 KB of weights in flight per SM, well above bandwidth x latency (~30 KB per SM at
+// 4.8 TB/s and ~1 us loaded latency) -- the register-pipelined GEMV above keeps ~32 KB in flight and
+// reached only 39-57 % of the copy bandwidth.
+//
+// Warp (rw, kw) of the RW x KW warps computes row tile rw (rows 16 rw + g and 16 rw + g + 8 in lane
+// (g, t)) on k-blocks kw, kw + KW, ... of each stage; the KW partial sums of a row are added in shared
+// memory at the end (fixed order: deterministic). KW > 1 keeps enough warps busy when N is small.
+// Bank behaviour: the 8 lanes of an LDS.128 phase are rows g, g+1 x lanes t 0..3; each row segment is
+// 64 contiguous bytes and the 64-byte row pads put the two rows on opposite halves of the 128-byte
+// bank window, so every phase is conflict-free (x rows alike; rows past M are clamped to the last row,
+// a broadcast).
+//
+// Programmatic dependent launch (sm_90): launched with programmatic stream serialization, a block may
+// start while the previous kernel of the stream still runs. Before griddepcontrol.wait it only issues
+// L2 prefetches of its first stages (a hint: L2 is the coherence point, so a prefetch of data the
+// previous kernel is still writing cannot return stale values later); every real read (x, weights,
+// scales, bias) and every write of y comes after the wait. Without the launch attribute the wait is a
+// no-op.
+constexpr int kStreamPad = 64;
+
+template <int MT_, int RW_, int KW_, int KBW_, int STAGES_>
+struct StreamCfg {
+  // MT: 8-row x tiles (M <= 8 MT per block row; blockIdx.y walks further chunks of 8 MT rows)
+  // RW, KW: warps along N (16-row tiles) and along K; KBW: 128-k blocks per warp and stage
+  static constexpr int MT = MT_, RW = RW_, KW = KW_, KBW = KBW_, STAGES = STAGES_;
+  static constexpr int W = RW * KW, kThreads = 32 * W, BN = 16 * RW, KSB = 128 * KBW * KW;
+  static constexpr int kUnitsRow = KSB / 32;            // 16-byte weight units per row and stage
+  static constexpr int kWRow = KSB / 2 + kStreamPad;    // bytes per weight row in shared memory
+  static constexpr int kXRow = KSB * 2 + kStreamPad;    // bytes per x row in shared memory
+  static constexpr int kWBytes = BN * kWRow;
+  static_assert(KSB / 2 >= 256, "a warp-wide copy must stay within 2 rows");
+  static_assert(BN * kUnitsRow % kThreads == 0, "every thread copies the same number of units");
+  static_assert(STAGES >= 2, "double buffering at least");
+};
+
+template <int G, typename C>
+struct StreamSz {
+  static constexpr int kGroups = C::KSB / G;                         // groups per row and stage
+  static constexpr int kRow = kGroups + 1;                           // u32 per row (+1: banks)
+  static constexpr int kBytes = (C::BN * kRow * 4 + 15) / 16 * 16;
+  static constexpr int kPerThread = C::BN * kGroups / C::kThreads;   // = 64 KBW / G
+  static_assert(C::BN * kGroups % C::kThreads == 0, "sz entries split evenly over threads (KBW >= G / 64)");
+};
+
+struct StreamArgs {
+  const uint16_t* x;        // [M, x_stride]
+  const uint4* qweight;     // [N, K/32] 16-byte units
+  const uint16_t* scales;   // [N, K/G]
+  const uint8_t* zeros;     // [N, K/G]
+  const uint16_t* bias;     // [N] or null
+  uint16_t* y;              // [M, N]
+  int m, n, k;
+  int64_t x_stride;
+  int n_stages;             // ceil(K / KSB)
+  int slot_bytes;           // bytes of one pipeline slot (w + sz + x of mc rows)
+  bool x_vec_ok;            // x rows 16-byte aligned: cp.async, else element loads
+  bool prefetch;            // launched with PDL: prefetch the first stages into L2 before the wait
+};
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+
+template <typename T, int G, typename C>
+__global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamArgs a) {
+  using Math = Int4Math<T>;
+  using Sz = StreamSz<G, C>;
+  constexpr int NT = C::kThreads, KSB = C::KSB, BN = C::BN, MT = C::MT;
+  extern __shared__ uint4 smem[];
+  unsigned char* const sbase = reinterpret_cast<unsigned char*>(smem);
+
+  const int tid = threadIdx.x;
+  const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+  const int rw = warp / C::KW, kw = warp % C::KW;
+  const int n_base = blockIdx.x * BN;
+  const int m0 = blockIdx.y * 8 * MT;
+  const int mc = min(8 * MT, a.m - m0);
+  const int k_units = a.k / 32;
+  const int groups = a.k / G;
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (a.prefetch) {
+    // 128-byte lines: BN rows x KSB/256 lines per stage = 8 KBW W <= NT
+    for (int s = 0; s < C::STAGES - 1 && s < a.n_stages; ++s) {
+      const int r = tid / (KSB / 256), l = tid % (KSB / 256);
+      const int n = n_base + r, u = s * C::kUnitsRow + l * 8;
+      if (r < BN && n < a.n && u < k_units) {
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(a.qweight + (size_t(n) * k_units + u)));
+      }
+    }
+  }
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+
+  auto slot = [&](int s) { return sbase + (s % C::STAGES) * a.slot_bytes; };
+
+  auto load_w = [&](int s) {
+    unsigned char* dst = slot(s);
+    const int u0 = s * C::kUnitsRow;
+#pragma unroll
+    for (int j = 0; j < BN * C::kUnitsRow / NT; ++j) {
+      const int i = tid + j * NT;
+      const int r = i / C::kUnitsRow, c = i % C::kUnitsRow;
+      const int n = n_base + r, u = u0 + c;
+      const bool ok = n < a.n && u < k_units;   // zero-fill past N and K
+      cp_async16(dst + r * C::kWRow + c * 16, ok ? a.qweight + (size_t(n) * k_units + u) : a.qweight, ok);
+    }
+  };
+
+  auto load_x = [&](int s) {
+    unsigned char* dst = slot(s) + C::kWBytes + Sz::kBytes;
+    const int k0 = s * KSB;
+    constexpr int kU = KSB / 8;   // 16-byte x units per row and stage
+    for (int i = tid; i < mc * kU; i += NT) {
+      const int m = i / kU, u = i % kU;
+      const int kk = k0 + 8 * u;
+      // unit w16 of k-block b is word w16 % 4 of lane w16 / 4: stored at 4 (w16 % 4) + w16 / 4
+      const int b = u / 16, w16 = u % 16;
+      unsigned char* d = dst + m * C::kXRow + (b * 16 + (w16 % 4) * 4 + w16 / 4) * 16;
+      const uint16_t* src = a.x + size_t(m0 + m) * a.x_stride + kk;
+      if (a.x_vec_ok) {
+        cp_async16(d, kk < a.k ? src : a.x, kk < a.k);
+      } else {
+        uint16_t e[8];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) e[j] = kk + j < a.k ? src[j] : uint16_t(0);
+        *reinterpret_cast<uint4*>(d) = make_uint4(e[0] | uint32_t(e[1]) << 16, e[2] | uint32_t(e[3]) << 16,
+                                                  e[4] | uint32_t(e[5]) << 16, e[6] | uint32_t(e[7]) << 16);
+      }
+    }
+  };
+
+  // Scales and zeros go through registers, as deep in flight as the cp.async data: stage s's entries
+  // are fetched when stage s is issued (STAGES - 1 stages ahead) into ring entry s % (STAGES - 1) and
+  // stored to shared memory right before stage s is consumed (its slot is free by then: its previous
+  // stage was consumed before the copies of stage s were issued). The ring index must be a
+  // compile-time constant (registers), so the main loop is unrolled by STAGES - 1.
+  // Entries past N or K are 0 (scale 0: the zero-filled weights dequantize to 0).
+  constexpr int R = C::STAGES - 1;
+  uint32_t szr[R][Sz::kPerThread];
+  auto fetch_sz = [&](auto ring_c, int s) {
+    constexpr int e = decltype(ring_c)::value;
+#pragma unroll
+    for (int j = 0; j < Sz::kPerThread; ++j) {
+      const int i = tid + j * NT;
+      const int r = i / Sz::kGroups, gi = i % Sz::kGroups;
+      const int n = n_base + r, grp = s * Sz::kGroups + gi;
+      uint32_t v = 0;
+      if (n < a.n && grp < groups) {
+        const size_t o = size_t(n) * groups + grp;
+        v = uint32_t(__ldg(a.scales + o)) | uint32_t(__ldg(a.zeros + o)) << 16;
+      }
+      szr[e][j] = v;
+    }
+  };
+  auto store_sz = [&](auto ring_c, int s) {
+    constexpr int e = decltype(ring_c)::value;
+    uint32_t* d = reinterpret_cast<uint32_t*>(slot(s) + C::kWBytes);
+#pragma unroll
+    for (int j = 0; j < Sz::kPerThread; ++j) {
+      const int i = tid + j * NT;
+      d[(i / Sz::kGroups) * Sz::kRow + i % Sz::kGroups] = szr[e][j];
+    }
+  };
+
+  float acc[MT][2][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int p = 0; p < 2; ++p)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[mt][p][j] = 0.0f;
+
+  auto compute = [&](int s) {
+    const unsigned char* base = slot(s);
+    const unsigned char* w0 = base + (16 * rw + g) * C::kWRow + t * 16;
+    const uint32_t* sz0 = reinterpret_cast<const uint32_t*>(base + C::kWBytes) + (16 * rw + g) * Sz::kRow;
+    const unsigned char* xrow[MT];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      xrow[mt] = base + C::kWBytes + Sz::kBytes + min(8 * mt + g, mc - 1) * C::kXRow + t * 16;
+    }
+#pragma unroll
+    for (int j = 0; j < C::KBW; ++j) {
+      const int b = kw + C::KW * j;   // 128-k block within the stage
+      const uint4 q0 = *reinterpret_cast<const uint4*>(w0 + b * 64);
+      const uint4 q1 = *reinterpret_cast<const uint4*>(w0 + 8 * C::kWRow + b * 64);
+      const int gi = (b * 128 + t * 32) / G;
+      const uint32_t e0 = sz0[gi], e1 = sz0[8 * Sz::kRow + gi];
+      uint4 xf[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) xf[mt][i] = *reinterpret_cast<const uint4*>(xrow[mt] + (b * 16 + 4 * i) * 16);
+      const uint32_t s0 = __byte_perm(e0, 0, 0x1010), s1 = __byte_perm(e1, 0, 0x1010);
+      const typename Math::Zero z0 = Math::zero(e0 >> 16), z1 = Math::zero(e1 >> 16);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        uint32_t d0[4], d1[4];
+        Math::dequant(i == 0 ? q0.x : i == 1 ? q0.y : i == 2 ? q0.z : q0.w, z0, s0, d0);
+        Math::dequant(i == 0 ? q1.x : i == 1 ? q1.y : i == 2 ? q1.z : q1.w, z1, s1, d1);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          const uint4 xv = xf[mt][i];
+          Math::mma(acc[mt][0], d0[0], d1[0], d0[1], d1[1], xv.x, xv.y);
+          Math::mma(acc[mt][1], d0[2], d1[2], d0[3], d1[3], xv.z, xv.w);
+        }
+      }
+    }
+  };
+
+  // ---- multistage pipeline: one commit group per stage (empty groups keep the count uniform) ----
+  Unroll<R>::run([&](auto ec) {
+    constexpr int s = decltype(ec)::value;
+    if (s < a.n_stages) {
+      load_w(s);
+      load_x(s);
+      fetch_sz(ec, s);
+    }
+    cp_async_commit();
+  });
+  for (int s0 = 0; s0 < a.n_stages; s0 += R) {
+    Unroll<R>::run([&](auto ec) {
+      const int s = s0 + decltype(ec)::value;   // s % R == ring entry
+      if (s >= a.n_stages) return;
+      store_sz(ec, s);
+      cp_async_wait<C::STAGES - 2>();
+      __syncthreads();   // stage s visible to all; the slot of stage s - 1 is free for stage s + R
+      if (s + R < a.n_stages) {
+        load_w(s + R);
+        load_x(s + R);
+        fetch_sz(ec, s + R);
+      }
+      cp_async_commit();
+      compute(s);
+    });
+  }
+
+  // ---- reduce the KW k-warps of each row tile: red[warp][8 MT cols][16 rows + 1] ---------------
+  cp_async_wait<0>();
+  __syncthreads();
+  float* red = reinterpret_cast<float*>(smem);
+  constexpr int kCols = 8 * MT;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    // c[0], c[1]: (row g, cols 2t, 2t+1); c[2], c[3]: (row g + 8, same cols)
+    float* r0 = red + (warp * kCols + 8 * mt + 2 * t) * 17;
+    r0[g] = acc[mt][0][0] + acc[mt][1][0];
+    r0[g + 8] = acc[mt][0][2] + acc[mt][1][2];
+    r0[17 + g] = acc[mt][0][1] + acc[mt][1][1];
+    r0[17 + g + 8] = acc[mt][0][3] + acc[mt][1][3];
+  }
+  __syncthreads();
+  for (int i = tid; i < C::RW * mc * 16; i += NT) {
+    const int r = i % 16, m = (i / 16) % mc, tile = i / (16 * mc);
+    const int n = n_base + 16 * tile + r;
+    if (n >= a.n) continue;
+    float v = 0.0f;
+#pragma unroll
+    for (int q = 0; q < C::KW; ++q) v += red[((tile * C::KW + q) * kCols + m) * 17 + r];
+    if (a.bias != nullptr) v += Math::to_float(a.bias[n]);
+    a.y[size_t(m0 + m) * a.n + n] = Math::pack1(v);
+  }
+}
+
+template <typename C>
+int stream_slot_bytes(int group_size, int mc) {
+  const int groups = C::KSB / group_size;
+  const int sz = (C::BN * (groups + 1) * 4 + 15) / 16 * 16;
+  return C::kWBytes + sz + mc * C::kXRow;
+}
+
+template <typename C>
+int64_t stream_smem_bytes(int group_size, int mc) {
+  const int64_t pipe = int64_t(C::STAGES) * stream_slot_bytes<C>(group_size, mc);
+  const int64_t red = int64_t(C::W) * 8 * C::MT * 17 * 4;
+  return pipe > red ? pipe : red;
+}
+
+template <typename T, int G, typename C>
+Status launch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
+  const DeviceInfo dev = device_info(p.sm_count);
+  const int mchunk = 8 * C::MT;
+  const int64_t n_tiles = (p.n + C::BN - 1) / C::BN;
+  const int64_t m_tiles = (p.m + mchunk - 1) / mchunk;
+  if (n_tiles > (int64_t(1) << 30) || m_tiles > 65535) return Status::kUnsupported;
+  const int mc = int(p.m < mchunk ? p.m : mchunk);
+  const int64_t smem = stream_smem_bytes<C>(G, mc);
+  if (smem > dev.smem_optin) return Status::kUnsupported;
+
+  StreamArgs a;
+  a.x = static_cast<const uint16_t*>(p.x);
+  a.qweight = reinterpret_cast<const uint4*>(p.qweight);
+  a.scales = static_cast<const uint16_t*>(p.scales);
+  a.zeros = p.zeros;
+  a.bias = static_cast<const uint16_t*>(p.bias);
+  a.y = static_cast<uint16_t*>(p.y);
+  a.m = int(p.m);
+  a.n = int(p.n);
+  a.k = int(p.k);
+  a.x_stride = p.x_stride;
+  a.n_stages = int((p.k + C::KSB - 1) / C::KSB);
+  a.slot_bytes = stream_slot_bytes<C>(G, mc);
+  a.x_vec_ok = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.x_stride % 8 == 0;
+  const bool use_pdl = pdl && dev.cc_major >= 9;
+  a.prefetch = use_pdl;
+
+  auto kernel = int4_stream_kernel<T, G, C>;
+  if (smem > 48 * 1024) {
+    // raised once per device and kernel to the largest size any shape of this configuration needs
+    static std::atomic<int> raised[64];
+    int dev_id = 0;
+    cudaGetDevice(&dev_id);
+    const int max_smem = int(stream_smem_bytes<C>(G, mchunk));
+    if (dev_id < 0 || dev_id >= 64 || raised[dev_id].load(std::memory_order_relaxed) == 0) {
+      const int want = max_smem <= dev.smem_optin ? max_smem : int(smem);
+      if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, want) != cudaSuccess) {
+        return Status::kLaunchError;
+      }
+      if (dev_id >= 0 && dev_id < 64 && want == max_smem) raised[dev_id].store(1, std::memory_order_relaxed);
+    }
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned(n_tiles), unsigned(m_tiles), 1);
+  cfg.blockDim = dim3(C::kThreads, 1, 1);
+  cfg.dynamicSmemBytes = size_t(smem);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  if (use_pdl) {
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+  }
+  if (cudaLaunchKernelEx(&cfg, kernel, a) != cudaSuccess) return Status::kLaunchError;
+  return Status::kOk;
+}
+
+template <typename C>
+Status dispatch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
+  return AWQ_DTYPE_SWITCH(p.dtype, D, [&] {
+    if constexpr (D == DType::kF16) {
+      return AWQ_GROUP_SWITCH(p.group_size, G, [&] { return launch_stream<__half, G, C>(p, stream, pdl); });
+    } else if constexpr (D == DType::kBF16) {
+      return AWQ_GROUP_SWITCH(p.group_size, G, [&] { return launch_stream<__nv_bfloat16, G, C>(p, stream, pdl); });
+    } else {
+      return Status::kUnsupported;
+    }
+  });
+}
+
+// Streaming configurations built into the library, each for fp16 and bf16 and G in {32, 64, 128}
+// (36 kernels): StreamCfg<MT, RW, KW, KBW, STAGES>, BN = 16 RW rows per block, KSB = 128 KBW KW.
+//   name   MT RW KW KBW ST  BN  KSB   stage (w + x at M = 8 MT)   used for
+//   SmallA  1  1  4  4  4   16  2048  16 + 32 KB                  M <= 8, few rows (N / 32 < 2 waves)
+//   SmallB  1  2  2  4  4   32  1024  16 + 16 KB                  M <= 8, mid N
+//   SmallC  1  4  1  4  4   64   512  16 +  8 KB                  M <= 8, many rows
+//   LargeA  2  1  4  2  3   16  1024   8 + 32 KB                  M 9..16 (x is 16 rows: smaller KSB)
+//   LargeB  2  2  2  2  3   32   512   8 + 16 KB
+//   LargeC  2  4  1  4  3   64   512  16 + 16 KB
+using SmallA = StreamCfg<1, 1, 4, 4, 4>;
+using SmallB = StreamCfg<1, 2, 2, 4, 4>;
+using SmallC = StreamCfg<1, 4, 1, 4, 4>;
+using LargeA = StreamCfg<2, 1, 4, 2, 3>;
+using LargeB = StreamCfg<2, 2, 2, 2, 3>;
+using LargeC = StreamCfg<2, 4, 1, 4, 3>;
+
+// Programmatic dependent launch by default on sm_90 (see the kernel comment).
+constexpr bool kStreamPdl = true;
+
+// Row tiles per block: the largest BN whose grid still gives every SM >= kMinBlocksPerSm blocks
+// (more rows per block = fewer x copies and scale loads per weight byte), else the smallest.
+constexpr int kMinBlocksPerSm = 2;
+
+Status stream_auto(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
+  const DeviceInfo dev = device_info(p.sm_count);
+  const int64_t want = int64_t(kMinBlocksPerSm) * dev.sm_count;
+  const bool small = p.m <= 8;
+  const int64_t m_tiles = small ? 1 : (p.m + 15) / 16;
+  auto tiles = [&](int bn) { return (p.n + bn - 1) / bn * m_tiles; };
+  if (tiles(64) >= want) return small ? dispatch_stream<SmallC>(p, stream, pdl) : dispatch_stream<LargeC>(p, stream, pdl);
+  if (tiles(32) >= want) return small ? dispatch_stream<SmallB>(p, stream, pdl) : dispatch_stream<LargeB>(p, stream, pdl);
+  return small ? dispatch_stream<SmallA>(p, stream, pdl) : dispatch_stream<LargeA>(p, stream, pdl);
+}
+
+#ifdef AWQ_GEMV_TUNING
+// benchmark-only candidates: group size 128 only, never built into the library
+template <typename C>
+Status dispatch_stream_g128(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
+  if (p.group_size != 128) return Status::kUnsupported;
+  if (p.dtype == DType::kF16) return launch_stream<__half, 128, C>(p, stream, pdl);
+  if (p.dtype == DType::kBF16) return launch_stream<__nv_bfloat16, 128, C>(p, stream, pdl);
+  return Status::kUnsupported;
+}
+#endif
+
+}  // namespace
+
+namespace detail {
+// Register-pipelined GEMV entry (the previous decode kernel), for the benchmark's comparisons and the
+// chunked fallback. cfg: 0 = its choice by M. split: 0 = heuristic, else a power of two <= 8 (> 1
+// needs sm_90). plan_split non-null: launch nothing, store the split that would be used.
+Status int4_gemv(const Int4LinearParams& p, cudaStream_t stream, int cfg, int split, int* plan_split) {
+  if (!gemv_shape_ok(p)) return Status::kUnsupported;
+  if (split != 0 && (split < 1 || split > kMaxSplit || (split & (split - 1)) != 0)) return Status::kUnsupported;
+  if (cfg != 0) return Status::kUnsupported;
+  return p.m <= 8 ? dispatch_dtype<CfgSmallM>(p, stream, split, plan_split)
+                  : dispatch_dtype<CfgLargeM>(p, stream, split, plan_split);
+}
+
+// Streaming GEMV with a forced configuration (benchmark sweeps, tests).
+// cfg: 0 = the library's choice; 1..6 = SmallA, SmallB, SmallC, LargeA, LargeB, LargeC (any M: rows
+// past 8 MT run as further block rows); 7.. = candidates compiled only with -DAWQ_GEMV_TUNING.
+// pdl: < 0 the library default, 0 off, 1 on.
+Status int4_gemv_stream(const Int4LinearParams& p, cudaStream_t stream, int cfg, int pdl) {
+  if (!gemv_shape_ok(p)) return Status::kUnsupported;
+  const bool use_pdl = pdl < 0 ? kStreamPdl : pdl != 0;
+  switch (cfg) {
+    case 0: return stream_auto(p, stream, use_pdl);
+    case 1: return dispatch_stream<SmallA>(p, stream, use_pdl);
+    case 2: return dispatch_stream<SmallB>(p, stream, use_pdl);
+    case 3: return dispatch_stream<SmallC>(p, stream, use_pdl);
+    case 4: return dispatch_stream<LargeA>(p, stream, use_pdl);
+    case 5: return dispatch_stream<LargeB>(p, stream, use_pdl);
+    case 6: return dispatch_stream<LargeC>(p, stream, use_pdl);
+#ifdef AWQ_GEMV_TUNING
+    case 7: return dispatch_stream_g128<StreamCfg<1, 1, 4, 4, 3>>(p, stream, use_pdl);
+    case 8: return dispatch_stream_g128<StreamCfg<1, 2, 2, 4, 3>>(p, stream, use_pdl);
+    case 9: return dispatch_stream_g128<StreamCfg<1, 4, 1, 4, 3>>(p, stream, use_pdl);
+    case 10: return dispatch_stream_g128<StreamCfg<1, 2, 4, 2, 3>>(p, stream, use_pdl);
+    case 11: return dispatch_stream_g128<StreamCfg<1, 4, 2, 2, 3>>(p, stream, use_pdl);
+    case 12: return dispatch_stream_g128<StreamCfg<1, 1, 8, 2, 3>>(p, stream, use_pdl);
+    case 13: return dispatch_stream_g128<StreamCfg<1, 1, 4, 2, 4>>(p, stream, use_pdl);
+    case 14: return dispatch_stream_g128<StreamCfg<2, 1, 4, 2, 2>>(p, stream, use_pdl);
+    case 15: return dispatch_stream_g128<StreamCfg<2, 2, 2, 2, 4>>(p, stream, use_pdl);
+    case 16: return dispatch_stream_g128<StreamCfg<2, 2, 4, 2, 2>>(p, stream, use_pdl);
+    case 17: return dispatch_stream_g128<StreamCfg<2, 4, 2, 2, 3>>(p, stream, use_pdl);
+#endif
+    default: return Status::kUnsupported;
+  }
+}
+}  // namespace detail
+
+Status int4_linear(const Int4LinearParams& p, void* stream) {
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (p.m <= kGemvMaxM) return detail::int4_gemv_stream(p, s, 0, -1);
+  const Status st = detail::int4_gemm(p, s);
+  if (st != Status::kUnsupported || p.m > kGemvChunkedMaxM) return st;
+  return detail::int4_gemv_stream(p, s, 0, -1);
+}
+
+int64_t int4_linear_workspace_bytes(int64_t m, int64_t n, int64_t k, int group_size, int sm_count) {
+  // The GEMV needs no scratch (split-K stays inside a block); only the GEMM may.
+  if (m <= kGemvMaxM) return 0;
+  return detail::int4_gemm_workspace_bytes(m, n, k, group_size, sm_count);
+}
+
+}  // namespace cuda
+}  // namespace awq

@@ -1,0 +1,136 @@
+"""CUDA int4_linear in the decode regime (M <= 16: the streaming tensor-core GEMV of int4_linear.cu) against the oracle.
+
+M = 17 and 64 cross into the GEMM side of the dispatcher (or its fallback), so the boundary is covered.
+Rule: err(kernel, fp64) <= 2 * err(torch at the same dtype, fp64) + eps, errors as relative L2 norms;
+torch multiplies the same dequantized weights (F.linear, bias fused like the kernel's).
+Shapes include the SmolLM2-135M layers (K = 576, 1536: not multiples of the kernel's 128-wide k-block
+nor of its 512..2048-wide pipeline stage), N not a multiple of the 16/32/64-row tiles, and N large
+enough that the dispatcher picks each of its tile widths on a 132-SM GPU. Skips cleanly without a GPU;
+packed weights are made by reference.quantize_int4 on the CPU and then moved.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from awq_ext import reference
+from conftest import rel_err
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+DTYPES = [torch.float16, torch.bfloat16]
+MS = [1, 2, 3, 4, 7, 8, 16, 17, 64]
+# (N, K, group sizes)
+SHAPES = [
+    (512, 4096, (32, 64, 128)),
+    (576, 576, (32, 64)),        # SmolLM2 attention: K = 4.5 k-blocks
+    (1536, 576, (64,)),          # SmolLM2 MLP up
+    (576, 1536, (32, 64, 128)),  # SmolLM2 MLP down
+    (200, 1056, (32,)),          # N not a tile multiple, K = 8 k-blocks + 32
+    (9000, 576, (64,)),          # 32-row tiles (282 blocks on 132 SMs)
+    (17000, 256, (32, 128)),     # 64-row tiles, K shorter than one stage
+]
+
+
+def _quantized(n, k, g, dtype, zero_point=True):
+    w = torch.randn(n, k, dtype=dtype) * 0.05
+    return reference.quantize_int4(w, g, zero_point)  # qweight [N, K/8], scales [N, K/g], zeros [N, K/g]
+
+
+def _check(x, qweight, scales, zeros, bias, y=None):
+    """Runs the op on CUDA (unless y is given) and applies the tolerance rule."""
+    from awq_ext import ops
+
+    dev = torch.device("cuda")
+    to = lambda t: t.to(dev) if t is not None else None  # noqa: E731
+    if y is None:
+        y = ops.int4_linear(to(x), to(qweight), to(scales), to(zeros), to(bias))
+    torch.cuda.synchronize()
+    assert y.shape == (*x.shape[:-1], qweight.shape[0]) and y.dtype == x.dtype and y.device.type == "cuda"
+    assert torch.isfinite(y).all()
+    w = reference.dequantize_int4(qweight.cpu(), scales.cpu(), zeros.cpu())  # [N, K] in x.dtype
+    ref = x.cpu().double() @ w.double().t()                                   # fp64 of the same weights
+    if bias is not None:
+        ref = ref + bias.cpu().double()
+    same = F.linear(to(x), to(w), to(bias))                                   # torch at the same dtype
+    tol = 2 * rel_err(same, ref) + torch.finfo(x.dtype).eps / 16
+    err = rel_err(y, ref)
+    assert err <= tol, f"err {err:.3e} > tol {tol:.3e} (torch {rel_err(same, ref):.3e})"
+    return y
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", MS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_linear_matches_oracle(shape, m, dtype, bias):
+    n, k, group_sizes = shape
+    for g in group_sizes:
+        qweight, scales, zeros = _quantized(n, k, g, dtype)
+        x = torch.randn(m, k, dtype=dtype)
+        _check(x, qweight, scales, zeros, torch.randn(n, dtype=dtype) if bias else None)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("lead", [(1, 1), (2, 3), (4, 1, 2)])
+def test_linear_leading_dims(dtype, lead):
+    # x [..., K] -> y [..., N]; (1, 1) is one decoded token of batch 1
+    n, k = 576, 1536
+    qweight, scales, zeros = _quantized(n, k, 64, dtype)
+    _check(torch.randn(*lead, k, dtype=dtype), qweight, scales, zeros, torch.randn(n, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 5, 16])
+def test_linear_strided_rows_symmetric(dtype, m):
+    # x [M, K] viewed out of [M, K + 64] on the GPU (rows K + 64 apart); symmetric quantization
+    n, k = 512, 4096
+    qweight, scales, zeros = _quantized(n, k, 128, dtype, zero_point=False)
+    x = torch.randn(m, k + 64, dtype=dtype, device="cuda")[:, :k]
+    _check(x, qweight, scales, zeros, None)
+
+
+@pytest.mark.parametrize("m", [1, 4, 16])
+def test_linear_llm_shape(m):
+    # one real layer shape: few row tiles, so the kernel splits K across the warps of a block
+    n, k = 4096, 4096
+    qweight, scales, zeros = _quantized(n, k, 128, torch.float16)
+    _check(torch.randn(m, k, dtype=torch.float16), qweight, scales, zeros, torch.randn(n, dtype=torch.float16))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_deterministic(dtype):
+    from awq_ext import ops
+
+    n, k = 1536, 576
+    qweight, scales, zeros = (t.cuda() for t in _quantized(n, k, 32, dtype))
+    x = torch.randn(7, k, dtype=dtype, device="cuda")
+    a = ops.int4_linear(x, qweight, scales, zeros, None)
+    b = ops.int4_linear(x, qweight, scales, zeros, None)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 16])
+def test_linear_cuda_graph(dtype, m):
+    """Captured once, replayed on new inputs: no host sync or allocation inside the op."""
+    from awq_ext import ops
+
+    n, k = 1000, 576
+    qweight, scales, zeros = _quantized(n, k, 64, dtype)
+    bias = torch.randn(n, dtype=dtype)
+    dq, ds, dz, db = (t.cuda() for t in (qweight, scales, zeros, bias))
+    static_x = torch.randn(m, k, dtype=dtype, device="cuda")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):  # warm-up outside the capture (lazy init, allocator)
+        ops.int4_linear(static_x, dq, ds, dz, db)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_y = ops.int4_linear(static_x, dq, ds, dz, db)
+    for _ in range(3):
+        x = torch.randn(m, k, dtype=dtype)
+        static_x.copy_(x)
+        graph.replay()
+        _check(x, qweight, scales, zeros, bias, y=static_y)
+        assert torch.equal(static_y, ops.int4_linear(x.cuda(), dq, ds, dz, db))
