@@ -128,6 +128,26 @@ def test_pseudo_quantize_large_and_unaligned(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_group_kernels_many_rows_per_thread(dtype):
+    """Several rows per thread of the persistent grid (its last batch partly filled), and a constant
+    group of large values, whose value / scale is past the fast kernels' rounding range (IEEE path)."""
+    ops, ref = _ops(), _ref()
+    n, k = 70001, 64  # far more rows than one wave of threads covers at 2-8 threads per row
+    w = _weights(n, k, dtype)
+    w[2, :32] = 3.0
+    scale = torch.rand(k) * 3 + 0.25
+    for g in (32, 64):
+        for s in (None, scale):
+            got = ops.pseudo_quantize(w.cuda(), 4, g, True, None if s is None else s.cuda(), None)
+            assert torch.equal(got.cpu(), ref.pseudo_quantize(w, 4, g, True, s, None)), (g, s is not None)
+        got = ops.quantize_int4(w.cuda(), g, True, None)
+        want = ref.quantize_int4(w, g, True, None)
+        for a, b, name in zip(got, want, ("qweight", "scales", "zeros")):
+            assert torch.equal(a.cpu(), b), (name, g)
+        assert torch.equal(ops.dequantize_int4(*got).cpu(), ref.dequantize_int4(*want)), g
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 64), (7, 96), (37, 192), (16, 576), (3, 11008)])
 def test_quantize_dequantize_int4_exact(dtype, shape):
     ops, ref = _ops(), _ref()

@@ -14,10 +14,16 @@
 // for bit; activation sums within fp32 accumulation error; clip search: the host fp64 error of the
 // chosen ratio must be within 1e-4 (relative) of the host's minimum over the candidates.
 //
-// Timing: CUDA events around each launch, median of many, input buffers rotated so every launch
-// streams from DRAM (working set well past the 50 MB L2); bandwidth = bytes read + written, and
-// % of a device-to-device cudaMemcpy measured in the same run. Clip search is compared with cuBLAS
-// GEMMs of the same FLOP count (fp32 SGEMM: the SIMT ceiling; fp16 tensor cores: for scale).
+// Timing (bandwidth ops): each op is captured N times back to back in one CUDA graph, on buffers
+// rotated so every launch streams from DRAM (working set >= 4x the L2); per-launch time = median
+// graph replay / N ("graph", the pipeline number). Also reported: one launch between events
+// ("single": launch latency, ramp and drain included) and a graph-timed device-to-device copy of the
+// op's own byte count (the ceiling at that size). Bandwidth = bytes read + written; % of a 1 GiB
+// device-to-device cudaMemcpy measured in the same run. Clip search (single launches) is compared
+// with cuBLAS GEMMs of the same FLOP count (fp32 SGEMM: the SIMT ceiling; fp16 tensor cores).
+//
+//   ./bench_quant --no-checks --bench=act,group   timings of a subset (act, group, clip)
+//   ./bench_quant --profile                       one launch of each bandwidth kernel (for ncu)
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -118,6 +124,10 @@ HostT random_weights(DType dt, int64_t n, int64_t k, int g) {
   }
   if (n > 1 && g <= k) {
     for (int c = 0; c < g; ++c) t.set(size_t(1 * k + c), 0.375f);  // row 1, group 0: constant
+  }
+  if (n > 2 && g <= k) {
+    // row 2, group 0: constant and large, so (zero point) value / scale > 2^21: the IEEE path
+    for (int c = 0; c < g; ++c) t.set(size_t(2 * k + c), 3.0f);
   }
   return t;
 }
@@ -552,7 +562,9 @@ void check_clip(DType dt, int64_t n, int64_t k, int64_t T, int g, int bits, bool
     worst_choice = std::max(worst_choice, (ec - mn) / std::max(mn, floor_));
     worst_err = std::max(worst_err, std::fabs(double(be[size_t(i)]) - ec) / std::max(ec, floor_));
   }
-  ok = ok && worst_choice <= 1e-4 && worst_err <= 1e-4;
+  // best_err is an fp32 sum over tokens of squared fp32 sums of g products: with cancellation inside
+  // a group (and T = 1, no averaging over tokens) its relative error reaches ~1e-4 for g = 576
+  ok = ok && worst_choice <= 1e-4 && worst_err <= 1e-3;
   report(ok, fmt("clip_search %s N=%lld K=%lld T=%lld g=%d bits=%d zp=%d C=%d x_misalign=%zu: chosen err / min - 1 "
                  "<= %.1e, best_err rel %.1e, same argmin %d/%lld",
                  dt_name(dt), (long long)n, (long long)k, (long long)T, g, bits, zp, C, x_misalign, worst_choice,
@@ -571,6 +583,7 @@ void run_checks(const std::string& only) {
     check_act_stats(dt, 5, 100, 100, 0);      // K not a multiple of the vector: scalar path
     check_act_stats(dt, 17, 512, 512, 4);     // misaligned x: scalar path
     check_act_stats(dt, 1, 4096, 4096, 0);    // one token
+    check_act_stats(dt, 2999, 4160, 4168, 0); // many token slices, a partial strip, strided rows
   }
   for (DType dt : dts) {
     if (!on("pseudo")) break;
@@ -585,6 +598,9 @@ void run_checks(const std::string& only) {
     check_pseudo(dt, 6, 120, 24, 4, true, true, true, false);       // g not a fast size
     check_pseudo(dt, 37, 512, 128, 4, true, true, true, true);      // in place (out aliases w)
     check_pseudo(dt, 11, 512, 128, 5, true, true, false, false, 4); // misaligned w: generic path
+    // 6 threads per row (groups of one warp in different row slots), several rows per slot
+    check_pseudo(dt, 100000, 96, 32, 4, true, true, true, false);
+    check_pseudo(dt, 100000, 96, 32, 4, false, false, false, true);
   }
   for (DType dt : dts) {
     if (!on("int4")) break;
@@ -595,6 +611,8 @@ void run_checks(const std::string& only) {
     check_quant_int4(dt, 5, 576, 576, true, false);
     check_quant_int4(dt, 3, 11008, 11008, false, false);
     check_quant_int4(dt, 4, 96, 24, true, true);  // generic path
+    check_quant_int4(dt, 100000, 96, 32, true, true);   // several rows per row slot
+    check_quant_int4(dt, 100000, 96, 32, false, false);
   }
   for (DType dt : dts) {
     if (!on("dequant")) break;
@@ -602,6 +620,7 @@ void run_checks(const std::string& only) {
     check_dequant(dt, 5, 576, 576, 0);
     check_dequant(dt, 7, 96, 4, 0);   // groups smaller than a word
     check_dequant(dt, 3, 64, 32, 1);  // unaligned output: scalar stores
+    check_dequant(dt, 300001, 32, 32, 0);  // fast path, several rows per row slot
   }
   if (on("repack")) {
     check_repack(64, 512, 128);
@@ -631,6 +650,11 @@ void run_large_checks() {
     check_pseudo(dt, 515, 4096, 128, 4, false, true, false, false);
     check_quant_int4(dt, 1024, 4096, 128, true, false);
     check_quant_int4(dt, 515, 4096, 128, false, true);
+    // several iterations of the persistent row loop, the last one partly filled
+    check_pseudo(dt, 4099, 4096, 128, 4, true, true, true, false);
+    check_pseudo(dt, 4099, 4096, 128, 4, false, false, false, false);
+    check_quant_int4(dt, 4099, 4096, 128, true, true);
+    check_dequant(dt, 5001, 4096, 128, 0);
   }
 }
 
@@ -659,18 +683,21 @@ void* dev_random(DType dt, size_t count, float scale) {
   return p;
 }
 
-// Median time in microseconds of `reps` launches, each timed with its own event pair.
+cudaStream_t g_stream = nullptr;  // every timed launch goes here (graph capture needs a non-default stream)
+
+// Single-launch time: median of `reps` launches, each between its own event pair, so launch
+// latency, ramp-up and the drain of the last wave are inside every number.
 float time_us(const std::function<void(int)>& launch, int reps, int warmup = 3) {
   for (int i = 0; i < warmup; ++i) launch(i);
-  CK(cudaDeviceSynchronize());
+  CK(cudaStreamSynchronize(g_stream));
   std::vector<cudaEvent_t> ev(2 * size_t(reps));
   for (auto& e : ev) CK(cudaEventCreate(&e));
   for (int i = 0; i < reps; ++i) {
-    CK(cudaEventRecord(ev[2 * size_t(i)]));
+    CK(cudaEventRecord(ev[2 * size_t(i)], g_stream));
     launch(i);
-    CK(cudaEventRecord(ev[2 * size_t(i) + 1]));
+    CK(cudaEventRecord(ev[2 * size_t(i) + 1], g_stream));
   }
-  CK(cudaDeviceSynchronize());
+  CK(cudaStreamSynchronize(g_stream));
   CK(cudaGetLastError());
   std::vector<float> t(static_cast<size_t>(reps));
   for (int i = 0; i < reps; ++i) CK(cudaEventElapsedTime(&t[size_t(i)], ev[2 * size_t(i)], ev[2 * size_t(i) + 1]));
@@ -679,19 +706,62 @@ float time_us(const std::function<void(int)>& launch, int reps, int warmup = 3) 
   return t[t.size() / 2] * 1000.0f;
 }
 
+// Pipeline time: `per_graph` launches (launch(i) rotates its buffers with i) captured back to back
+// in one CUDA graph; the graph is replayed `reps` times between event pairs and the per-launch
+// time is the median replay time / per_graph. Launch gaps are amortized as in a real pipeline;
+// each kernel's own ramp-up and drain are not.
+float time_graph_us(const std::function<void(int)>& launch, int per_graph, int reps = 15) {
+  for (int i = 0; i < 3; ++i) launch(i);  // module load and the launchers' cached occupancy queries
+  CK(cudaStreamSynchronize(g_stream));
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CK(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeRelaxed));
+  for (int i = 0; i < per_graph; ++i) launch(i);
+  CK(cudaStreamEndCapture(g_stream, &graph));
+  CK(cudaGraphInstantiate(&exec, graph, 0));
+  CK(cudaGraphLaunch(exec, g_stream));
+  CK(cudaStreamSynchronize(g_stream));
+  std::vector<cudaEvent_t> ev(2 * size_t(reps));
+  for (auto& e : ev) CK(cudaEventCreate(&e));
+  for (int i = 0; i < reps; ++i) {
+    CK(cudaEventRecord(ev[2 * size_t(i)], g_stream));
+    CK(cudaGraphLaunch(exec, g_stream));
+    CK(cudaEventRecord(ev[2 * size_t(i) + 1], g_stream));
+  }
+  CK(cudaStreamSynchronize(g_stream));
+  CK(cudaGetLastError());
+  std::vector<float> t(static_cast<size_t>(reps));
+  for (int i = 0; i < reps; ++i) CK(cudaEventElapsedTime(&t[size_t(i)], ev[2 * size_t(i)], ev[2 * size_t(i) + 1]));
+  for (auto& e : ev) CK(cudaEventDestroy(e));
+  CK(cudaGraphExecDestroy(exec));
+  CK(cudaGraphDestroy(graph));
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2] * 1000.0f / float(per_graph);
+}
+
+// launches per graph: about 2 ms of work, at least 8
+int per_graph_for(double bytes) { return int(std::max(8.0, std::min(64.0, 2e-3 * 4e12 / std::max(bytes, 1.0)))); }
+
 struct Row {
   std::string op, shape, dtype;
-  double us, gbs, pct;
+  double us, gbs, pct, us_single, pct_single, pct_copy_same;
   std::string note;
 };
 std::vector<Row> g_rows;
 double g_copy_gbs = 0.0;
 
-void add_row(const std::string& op, const std::string& shape, DType dt, double us, double bytes, const std::string& note = "") {
-  const double gbs = bytes / (us * 1e-6) / 1e9;
-  g_rows.push_back({op, shape, dt_name(dt), us, gbs, 100.0 * gbs / g_copy_gbs, note});
-  std::printf("  %-16s %-22s %-5s %10.1f us %8.0f GB/s %6.1f %% copy %s\n", op.c_str(), shape.c_str(), dt_name(dt), us, gbs,
-              100.0 * gbs / g_copy_gbs, note.c_str());
+// One table row: the op's pipeline (graph) time, its single-launch time, and a device-to-device
+// copy of the same byte count timed the same way (the ceiling at this size).
+void add_row(const std::string& op, const std::string& shape, DType dt, double bytes, double us_graph,
+             double us_single, double copy_same_us, const std::string& note = "") {
+  const double gbs = bytes / (us_graph * 1e-6) / 1e9;
+  const double gbs1 = bytes / (us_single * 1e-6) / 1e9;
+  const double gbsc = bytes / (copy_same_us * 1e-6) / 1e9;
+  g_rows.push_back({op, shape, dt_name(dt), us_graph, gbs, 100.0 * gbs / g_copy_gbs, us_single, 100.0 * gbs1 / g_copy_gbs,
+                    100.0 * gbsc / g_copy_gbs, note});
+  std::printf("  %-16s %-22s %-5s graph %8.1f us %6.0f GB/s %5.1f %% | single %8.1f us %5.1f %% | same-size copy %5.1f %% %s\n",
+              op.c_str(), shape.c_str(), dt_name(dt), us_graph, gbs, 100.0 * gbs / g_copy_gbs, us_single,
+              100.0 * gbs1 / g_copy_gbs, 100.0 * gbsc / g_copy_gbs, note.c_str());
 }
 
 void bench_copy() {
@@ -699,11 +769,21 @@ void bench_copy() {
   void* a = dalloc<char>(bytes);
   void* b = dalloc<char>(bytes);
   CK(cudaMemset(a, 1, bytes));
-  const float us = time_us([&](int) { CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); }, 20);
+  const float us = time_us([&](int) { CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, g_stream)); }, 20);
   g_copy_gbs = 2.0 * double(bytes) / (us * 1e-6) / 1e9;
   std::printf("  device-to-device copy 1 GiB: %.1f us, %.0f GB/s (read + write)\n", us, g_copy_gbs);
   CK(cudaFree(a));
   CK(cudaFree(b));
+}
+
+// Graph-timed device-to-device copies moving `traffic` bytes (read + write) each, rotating over
+// the given buffers (each holds at least traffic / 2 bytes to read and as many to write).
+float copy_same_us(const std::vector<void*>& src, const std::vector<void*>& dst, double traffic) {
+  const size_t half = size_t(traffic / 2.0);
+  const int nc = int(src.size());
+  return time_graph_us([&](int i) {
+    CK(cudaMemcpyAsync(dst[size_t(i % nc)], src[size_t(i % nc)], half, cudaMemcpyDeviceToDevice, g_stream));
+  }, per_graph_for(traffic));
 }
 
 // enough copies that the rotating working set is >= 4x the L2
@@ -716,8 +796,11 @@ int copies_for(size_t bytes_per_copy) {
 void bench_act_stats(DType dt, int64_t T, int64_t k) {
   const size_t bytes = size_t(T * k) * dt_size(dt);
   const int nc = copies_for(bytes);
-  std::vector<void*> xs;
-  for (int i = 0; i < nc; ++i) xs.push_back(dev_random(dt, size_t(T * k), 4.0f));
+  std::vector<void*> xs, halves;
+  for (int i = 0; i < nc; ++i) {
+    xs.push_back(dev_random(dt, size_t(T * k), 4.0f));
+    halves.push_back(static_cast<char*>(xs.back()) + bytes / 2);
+  }
   float* s = dalloc<float>(size_t(k) * 4);
   float* m = dalloc<float>(size_t(k) * 4);
   CK(cudaMemset(s, 0, size_t(k) * 4));
@@ -729,17 +812,21 @@ void bench_act_stats(DType dt, int64_t T, int64_t k) {
   p.x_stride = k;
   p.abs_sum = s;
   p.abs_max = m;
-  const float us = time_us([&](int i) {
+  auto launch = [&](int i) {
     p.x = xs[size_t(i % nc)];
-    CKS(awq::cuda::act_stats(p, nullptr));
-  }, 50);
-  add_row("act_stats", fmt("x %lldx%lld", (long long)T, (long long)k), dt, us, double(bytes) + 2.0 * 2 * 4 * double(k));
+    CKS(awq::cuda::act_stats(p, g_stream));
+  };
+  const double traffic = double(bytes) + 2.0 * 2 * 4 * double(k);
+  const float ug = time_graph_us(launch, per_graph_for(traffic));
+  const float u1 = time_us(launch, 50);
+  const float uc = copy_same_us(xs, halves, double(bytes));
+  add_row("act_stats", fmt("x %lldx%lld", (long long)T, (long long)k), dt, traffic, ug, u1, uc, "copy: same bytes");
   for (auto x : xs) CK(cudaFree(x));
   CK(cudaFree(s));
   CK(cudaFree(m));
 }
 
-void bench_group_ops(DType dt, int64_t n, int64_t k, int g) {
+void bench_group_ops(DType dt, int64_t n, int64_t k, int g, bool compare_generic, bool repack) {
   const size_t elems = size_t(n * k), wbytes = elems * dt_size(dt);
   const int64_t G = k / g;
   const int nc = copies_for(2 * wbytes);
@@ -751,6 +838,7 @@ void bench_group_ops(DType dt, int64_t n, int64_t k, int g) {
   std::vector<float> sc = random_pos(size_t(k), 0.5f, 2.0f);
   float* dsc = static_cast<float*>(upload(sc.data(), sc.size() * 4));
   const std::string shape = fmt("W %lldx%lld g%d", (long long)n, (long long)k, g);
+  const float copy_w = copy_same_us(ws, outs, 2.0 * double(wbytes));
   awq::PseudoQuantParams p;
   p.dtype = dt;
   p.n = n;
@@ -760,17 +848,18 @@ void bench_group_ops(DType dt, int64_t n, int64_t k, int g) {
   p.zero_point = true;
   for (int with_scale = 0; with_scale < 2; ++with_scale) {
     p.in_scale = with_scale ? dsc : nullptr;
-    const float us = time_us([&](int i) {
+    auto launch = [&](int i) {
       p.w = ws[size_t(i % nc)];
       p.out = outs[size_t(i % nc)];
-      CKS(awq::cuda::pseudo_quantize(p, nullptr));
-    }, 30);
-    add_row("pseudo_quantize", shape, dt, us, 2.0 * double(wbytes) + (with_scale ? 4.0 * double(k) : 0.0),
-            with_scale ? "w*s, /s" : "");
+      CKS(awq::cuda::pseudo_quantize(p, g_stream));
+    };
+    const double traffic = 2.0 * double(wbytes) + (with_scale ? 4.0 * double(k) : 0.0);
+    add_row("pseudo_quantize", shape, dt, traffic, time_graph_us(launch, per_graph_for(traffic)), time_us(launch, 30),
+            copy_w, with_scale ? "w*s, /s" : "");
   }
   // The fast kernel (reused-divisor division) against the generic kernel (IEEE `/` everywhere) on
   // the whole shape: an output one element off 16-byte alignment forces the generic path.
-  {
+  if (compare_generic) {
     char* gen = dalloc<char>(wbytes + 16);
     void* gout = gen + dt_size(dt);
     std::vector<float> cl = random_pos(size_t(n * G), 0.5f, 1.0f);
@@ -815,15 +904,20 @@ void bench_group_ops(DType dt, int64_t n, int64_t k, int g) {
   q.group_size = g;
   q.zero_point = true;
   const double side = double(n * G) * (double(dt_size(dt)) + 1.0);  // scales + zeros
-  float us = time_us([&](int i) {
-    q.w = ws[size_t(i % nc)];
-    q.qweight = qws[size_t(i % nc)];
-    q.scales = scs[size_t(i % nc)];
-    q.zeros = zs[size_t(i % nc)];
-    CKS(awq::cuda::quantize_int4(q, nullptr));
-  }, 30);
-  add_row("quantize_int4", shape, dt, us, double(wbytes) + double(elems) / 2.0 + side);
-  {  // fast vs generic (w one element off alignment) on the whole shape
+  const double int4_traffic = double(wbytes) + double(elems) / 2.0 + side;
+  const float copy_q = copy_same_us(ws, outs, int4_traffic);
+  {
+    auto launch = [&](int i) {
+      q.w = ws[size_t(i % nc)];
+      q.qweight = qws[size_t(i % nc)];
+      q.scales = scs[size_t(i % nc)];
+      q.zeros = zs[size_t(i % nc)];
+      CKS(awq::cuda::quantize_int4(q, g_stream));
+    };
+    add_row("quantize_int4", shape, dt, int4_traffic, time_graph_us(launch, per_graph_for(int4_traffic)),
+            time_us(launch, 30), copy_q);
+  }
+  if (compare_generic) {  // fast vs generic (w one element off alignment) on the whole shape
     char* wmis = dalloc<char>(wbytes + 16);
     CK(cudaMemcpy(wmis + dt_size(dt), ws[0], wbytes, cudaMemcpyDeviceToDevice));
     bool ok = true;
@@ -846,37 +940,65 @@ void bench_group_ops(DType dt, int64_t n, int64_t k, int g) {
     }
     report(ok, fmt("quantize_int4 fast == generic %s %s (zp and symmetric)", dt_name(dt), shape.c_str()));
     q.zero_point = true;
+    // dequantize: fast path against the generic one-word-per-thread kernel (output one element
+    // off alignment), on the codes just written
+    awq::DequantInt4Params d;
+    d.qweight = qws[0];
+    d.scales = scs[0];
+    d.zeros = zs[0];
+    d.dtype = dt;
+    d.n = n;
+    d.k = k;
+    d.group_size = g;
+    d.out = outs[0];
+    poison(outs[0], wbytes);
+    CKS(awq::cuda::dequantize_int4(d, nullptr));
+    void* dmis = wmis + dt_size(dt);
+    poison(dmis, wbytes);
+    d.out = dmis;
+    CKS(awq::cuda::dequantize_int4(d, nullptr));
+    std::vector<uint8_t> a(wbytes), b(wbytes);
+    CK(cudaMemcpy(a.data(), outs[0], wbytes, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(b.data(), dmis, wbytes, cudaMemcpyDeviceToHost));
+    size_t bad = 0;
+    report(same_bytes(a.data(), b.data(), wbytes, dt_size(dt), &bad),
+           fmt("dequantize_int4 fast == generic %s %s", dt_name(dt), shape.c_str()));
     CK(cudaFree(wmis));
   }
-  awq::DequantInt4Params d;
-  d.dtype = dt;
-  d.n = n;
-  d.k = k;
-  d.group_size = g;
-  us = time_us([&](int i) {
-    d.qweight = qws[size_t(i % nc)];
-    d.scales = scs[size_t(i % nc)];
-    d.zeros = zs[size_t(i % nc)];
-    d.out = outs[size_t(i % nc)];
-    CKS(awq::cuda::dequantize_int4(d, nullptr));
-  }, 30);
-  add_row("dequantize_int4", shape, dt, us, double(wbytes) + double(elems) / 2.0 + side);
-  if (dt == DType::kF16) {
+  {
+    awq::DequantInt4Params d;
+    d.dtype = dt;
+    d.n = n;
+    d.k = k;
+    d.group_size = g;
+    auto launch = [&](int i) {
+      d.qweight = qws[size_t(i % nc)];
+      d.scales = scs[size_t(i % nc)];
+      d.zeros = zs[size_t(i % nc)];
+      d.out = outs[size_t(i % nc)];
+      CKS(awq::cuda::dequantize_int4(d, g_stream));
+    };
+    add_row("dequantize_int4", shape, dt, int4_traffic, time_graph_us(launch, per_graph_for(int4_traffic)),
+            time_us(launch, 30), copy_q);
+  }
+  if (repack) {
     awq::AwqRepackParams r;
     r.n = n;
     r.k = k;
     r.group_size = g;
+    const double traffic = double(elems) + 2.0 * double(n * G) * 0.75;
+    const float copy_r = copy_same_us(ws, outs, traffic);
     for (int dir = 0; dir < 2; ++dir) {
       r.to_awq = dir == 0;
-      us = time_us([&](int i) {
+      auto launch = [&](int i) {
         r.qweight = qws[size_t(i % nc)];
         r.zeros = zs[size_t(i % nc)];
         r.qweight_awq = reinterpret_cast<int32_t*>(outs[size_t(i % nc)]);
         r.qzeros_awq = reinterpret_cast<int32_t*>(static_cast<char*>(outs[size_t(i % nc)]) + elems / 2);
-        CKS(awq::cuda::awq_repack(r, nullptr));
-      }, 30);
-      add_row(dir == 0 ? "pack_awq" : "unpack_awq", shape, DType::kF16, us, double(elems) + 2.0 * double(n * G) * 0.75,
-              "int4 in+out");
+        CKS(awq::cuda::awq_repack(r, g_stream));
+      };
+      add_row(dir == 0 ? "pack_awq" : "unpack_awq", shape, DType::kF16, traffic,
+              time_graph_us(launch, per_graph_for(traffic)), time_us(launch, 30), copy_r, "int4 in+out");
     }
   }
   for (int i = 0; i < nc; ++i) {
@@ -887,6 +1009,59 @@ void bench_group_ops(DType dt, int64_t n, int64_t k, int g) {
     CK(cudaFree(zs[size_t(i)]));
   }
   CK(cudaFree(dsc));
+}
+
+// One launch of each timed kernel on the benchmark shapes, nothing else (for ncu).
+void run_profile() {
+  for (DType dt : {DType::kF16, DType::kBF16}) {
+    const int64_t T = 8192, K = 4096;
+    void* x = dev_random(dt, size_t(T * K), 4.0f);
+    float* s = dalloc<float>(size_t(K) * 4);
+    float* m = dalloc<float>(size_t(K) * 4);
+    CK(cudaMemset(s, 0, size_t(K) * 4));
+    CK(cudaMemset(m, 0, size_t(K) * 4));
+    awq::ActStatsParams a;
+    a.x = x;
+    a.dtype = dt;
+    a.tokens = T;
+    a.k = K;
+    a.x_stride = K;
+    a.abs_sum = s;
+    a.abs_max = m;
+    CKS(awq::cuda::act_stats(a, nullptr));
+    const int64_t n = 11008, k = 4096;
+    void* w = dev_random(dt, size_t(n * k), 0.1f);
+    void* out = dalloc<char>(size_t(n * k) * dt_size(dt));
+    std::vector<float> sc = random_pos(size_t(k), 0.5f, 2.0f);
+    awq::PseudoQuantParams p;
+    p.w = w;
+    p.out = out;
+    p.dtype = dt;
+    p.n = n;
+    p.k = k;
+    CKS(awq::cuda::pseudo_quantize(p, nullptr));
+    p.in_scale = static_cast<float*>(upload(sc.data(), sc.size() * 4));
+    CKS(awq::cuda::pseudo_quantize(p, nullptr));
+    awq::QuantizeInt4Params q;
+    q.w = w;
+    q.dtype = dt;
+    q.n = n;
+    q.k = k;
+    q.qweight = dalloc<int32_t>(size_t(n * k / 2));
+    q.scales = dalloc<char>(size_t(n * k / 128) * dt_size(dt));
+    q.zeros = dalloc<uint8_t>(size_t(n * k / 128));
+    CKS(awq::cuda::quantize_int4(q, nullptr));
+    awq::DequantInt4Params d;
+    d.qweight = q.qweight;
+    d.scales = q.scales;
+    d.zeros = q.zeros;
+    d.dtype = dt;
+    d.n = n;
+    d.k = k;
+    d.out = out;
+    CKS(awq::cuda::dequantize_int4(d, nullptr));
+    CK(cudaDeviceSynchronize());
+  }
 }
 
 struct ClipRow {
@@ -913,7 +1088,7 @@ void bench_clip(DType dt, int64_t n, int64_t k, int64_t T, int g, int C) {
   p.n_candidates = C;
   p.best_ratio = dalloc<float>(size_t(n * G) * 4);
   p.best_err = dalloc<float>(size_t(n * G) * 4);
-  const float us = time_us([&](int) { CKS(awq::cuda::clip_search(p, nullptr)); }, 7, 2);
+  const float us = time_us([&](int) { CKS(awq::cuda::clip_search(p, g_stream)); }, 7, 2);
   const double flops = 2.0 * double(n) * double(k) * double(T) * double(C);
   g_clip.push_back({fmt("clip_search %s W %lldx%lld g%d T=%lld C=%d", dt_name(dt), (long long)n, (long long)k, g,
                         (long long)T, C),
@@ -961,38 +1136,52 @@ void bench_cublas_ref(int64_t n, int64_t k, int64_t T, int C) {
   cublasDestroy(h);
 }
 
-void run_bench() {
+void run_bench(bool clip, bool group, bool act, bool large_checks) {
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("== benchmark on %s (%d SMs, L2 %d MB)\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  int clock_khz = 0;
+  CK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, 0));
+  std::printf("== benchmark on %s (%d SMs, L2 %d MB, max SM clock %d MHz)\n", prop.name, prop.multiProcessorCount,
+              prop.l2CacheSize >> 20, clock_khz / 1000);
   bench_copy();
-  run_large_checks();
-  for (DType dt : {DType::kF16, DType::kBF16}) bench_act_stats(dt, 8192, 4096);
-  for (DType dt : {DType::kF16, DType::kBF16}) {
-    bench_group_ops(dt, 11008, 4096, 128);
-    bench_group_ops(dt, 28672, 8192, 128);
+  if (group && large_checks) run_large_checks();
+  if (act)
+    for (DType dt : {DType::kF16, DType::kBF16}) bench_act_stats(dt, 8192, 4096);
+  if (group) {
+    for (DType dt : {DType::kF16, DType::kBF16}) {
+      bench_group_ops(dt, 11008, 4096, 128, large_checks, dt == DType::kF16);
+      bench_group_ops(dt, 28672, 8192, 128, large_checks, dt == DType::kF16);
+    }
+    bench_group_ops(DType::kF16, 11008, 4096, 64, false, false);
   }
-  bench_group_ops(DType::kF16, 11008, 4096, 64);
-  for (DType dt : {DType::kF16, DType::kBF16}) bench_clip(dt, 11008, 4096, 512, 128, 10);
-  bench_clip(DType::kF16, 4096, 11008, 512, 11008, 10);  // whole-row groups
-  bench_cublas_ref(11008, 4096, 512, 10);
+  if (clip) {
+    for (DType dt : {DType::kF16, DType::kBF16}) bench_clip(dt, 11008, 4096, 512, 128, 10);
+    bench_clip(DType::kF16, 4096, 11008, 512, 11008, 10);  // whole-row groups
+    bench_cublas_ref(11008, 4096, 512, 10);
+  }
 
   std::time_t now = std::time(nullptr);
   char date[64];
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
-  std::printf("\n## %s, %s; copy %.0f GB/s (read + write)\n\n", prop.name, date, g_copy_gbs);
-  std::printf("| op | shape | dtype | us | GB/s | %% of copy | note |\n|---|---|---|---|---|---|---|\n");
+  std::printf("\n## %s, %s; copy %.0f GB/s (1 GiB cudaMemcpyAsync D2D, read + write)\n\n", prop.name, date, g_copy_gbs);
+  std::printf("graph: per-launch time inside a CUDA graph of back-to-back launches on rotating buffers;\n"
+              "single: one launch between events; same-size copy: D2D copy of the op's byte count, graph-timed.\n\n");
+  std::printf("| op | shape | dtype | us (graph) | GB/s | %% of copy | us (single) | %% (single) | same-size copy %% | note |\n"
+              "|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : g_rows)
-    std::printf("| %s | %s | %s | %.1f | %.0f | %.1f | %s |\n", r.op.c_str(), r.shape.c_str(), r.dtype.c_str(), r.us,
-                r.gbs, r.pct, r.note.c_str());
-  std::printf("\n| clip search / reference GEMM | ms | TFLOP/s |\n|---|---|---|\n");
-  for (const ClipRow& c : g_clip) std::printf("| %s | %.2f | %.1f |\n", c.what.c_str(), c.ms, c.tflops);
+    std::printf("| %s | %s | %s | %.1f | %.0f | %.1f | %.1f | %.1f | %.1f | %s |\n", r.op.c_str(), r.shape.c_str(),
+                r.dtype.c_str(), r.us, r.gbs, r.pct, r.us_single, r.pct_single, r.pct_copy_same, r.note.c_str());
+  if (!g_clip.empty()) {
+    std::printf("\n| clip search / reference GEMM | ms | TFLOP/s |\n|---|---|---|\n");
+    for (const ClipRow& c : g_clip) std::printf("| %s | %.2f | %.1f |\n", c.what.c_str(), c.ms, c.tflops);
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool check_only = false;
+  bool check_only = false, profile = false, skip_checks = false;
+  bool clip = true, group = true, act = true;
   std::string only;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -1001,12 +1190,25 @@ int main(int argc, char** argv) {
       check_only = true;
       only = a.substr(8);
     }
+    if (a == "--profile") profile = true;             // one launch per kernel, for ncu
+    if (a == "--no-checks") skip_checks = true;       // timings only
+    if (a.rfind("--bench=", 0) == 0) {                // subset of act, group, clip
+      const std::string b = a.substr(8);
+      act = b.find("act") != std::string::npos;
+      group = b.find("group") != std::string::npos;
+      clip = b.find("clip") != std::string::npos;
+    }
   }
   CK(cudaSetDevice(0));
-  run_checks(only);
+  CK(cudaStreamCreate(&g_stream));
+  if (profile) {
+    run_profile();
+    return 0;
+  }
+  if (!skip_checks) run_checks(only);
   if (!check_only) {
     if (g_failures > 0) std::printf("!! %d correctness checks FAILED; timings follow anyway\n", g_failures);
-    run_bench();
+    run_bench(clip, group, act, !skip_checks);
     std::printf("\n== %d checks in all, %d failed\n", g_checks, g_failures);
   }
   return g_failures == 0 ? 0 : 1;

@@ -2,22 +2,25 @@
 // abs_max[k] = max(abs_max[k], max_t |x[t, k]|), both fp32 [K], accumulated across calls.
 //
 // Called from a forward hook on every calibration batch, so the launcher only enqueues: no sync,
-// no scratch memory. Two-level reduction:
+// no scratch memory. One wave of tall blocks, each reducing a token slice of one channel strip:
 //
-//               <-------- kColVecs * V columns -------->
-//   token slice  lane row 0: t0, t0+4, t0+8, ...          each thread: one V-wide column vector,
-//   (blockIdx.x) lane row 1: t0+1, t0+5, ...              fp32 sum and max over its rows
-//                lane row 2, lane row 3                   (4 loads in flight per thread)
-//   -> shared memory: sum over the kRowLanes lane rows
+//              <--- strip: 32 lanes x V columns (one 16-byte vector per lane) --->
+//   warp 0     rows t0,      t0 + W,      ...   (W = kWarps; kUnroll rows in flight per thread)
+//   warp 1     rows t0 + 1,  t0 + W + 1,  ...
+//   ...                                          each lane: fp32 sum and max of its V columns in
+//   warp W-1                                     registers over every row it reads
+//   -> shared memory [warp][e][lane]: sum over the W warps (no transposes, conflict-free)
 //   -> one atomicAdd (sum) and one atomicMax (max) per column per block.
+//
+// Why tall and narrow: the block's partial results leave through global atomics, one pair per
+// column per block, and they all arrive at the end of the wave. The count is blocks x strip width:
+// for the same resident threads, 512-thread blocks on 256-column strips (fp16) issue a quarter of
+// the atomics of 256-thread blocks on 512-column strips. A warp still reads 512 contiguous bytes of
+// a row per load instruction, and the strip stays in registers (no shared-memory transposes).
 //
 // The max uses atomicMax on the int bit pattern: for non-negative IEEE floats the bit pattern
 // orders like the value (and a NaN, 0x7fc00000, sorts above +inf, so NaN propagates as in torch).
 // abs_max must therefore start non-negative (zeros), as the binding allocates it.
-//
-// A warp reads 32 consecutive 16-byte vectors of one row (512 contiguous bytes): coalesced. The
-// grid has enough token slices for one full wave of resident blocks; each slice adds K atomics
-// per statistic.
 #include <algorithm>
 
 #include "quant_device.cuh"
@@ -26,82 +29,99 @@ namespace awq {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kColVecs = 64;                    // column vectors per block
-constexpr int kRowLanes = kThreads / kColVecs;  // token rows read concurrently by a block
-constexpr int kUnroll = 4;                      // independent row loads per thread in flight
+// Threads per block (overridable, like kUnroll below, for tuning builds of bench_quant only).
+#ifndef AWQ_ACT_THREADS
+#define AWQ_ACT_THREADS 512
+#endif
+constexpr int kThreads = AWQ_ACT_THREADS;
+constexpr int kWarps = kThreads / 32;
+// Independent 16-byte row loads in flight per thread: 512 threads x 8 x 16 B = 64 KB per block,
+// several times the bytes per SM that keep HBM busy (bandwidth x latency / SMs ~ 30 KB).
+#ifndef AWQ_ACT_UNROLL
+#define AWQ_ACT_UNROLL 8
+#endif
+constexpr int kUnroll = AWQ_ACT_UNROLL;
 
 // V: elements per load (kVec<T> when x, the row stride and K allow 16-byte access, else 1).
 template <typename T, int V>
-__global__ void __launch_bounds__(kThreads) act_stats_kernel(const T* __restrict__ x, int64_t tokens, int64_t k,
-                                                             int64_t stride, int64_t rows_per_slice,
-                                                             float* __restrict__ abs_sum, float* __restrict__ abs_max) {
-  constexpr int kCols = kColVecs * V;
-  __shared__ float sh_sum[kRowLanes][kCols];
-  __shared__ float sh_max[kRowLanes][kCols];
+__global__ void __launch_bounds__(kThreads, 1024 / kThreads) act_stats_kernel(const T* __restrict__ x, int64_t tokens, int64_t k,
+                                                                int64_t stride, int64_t rows_per_slice,
+                                                                float* __restrict__ abs_sum, float* __restrict__ abs_max) {
+  constexpr int kCols = 32 * V;
+  __shared__ float sh[kWarps][V][32];
 
-  const int cv = threadIdx.x % kColVecs;
-  const int rl = threadIdx.x / kColVecs;
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
   const int64_t col_base = int64_t(blockIdx.y) * kCols;
-  const int64_t col = col_base + int64_t(cv) * V;
+  const int64_t col = col_base + int64_t(lane) * V;
   const int64_t t0 = int64_t(blockIdx.x) * rows_per_slice;
   const int64_t t1 = min(tokens, t0 + rows_per_slice);
+  const bool active = col < k;  // K % V == 0 on the vector path, so a vector is all in or all out
 
   float s[V], m[V];
 #pragma unroll
   for (int e = 0; e < V; ++e) s[e] = m[e] = 0.0f;
 
-  auto accumulate = [&](const float (&f)[V]) {
+  if (active) {
+    const T* p = x + col;
+    for (int64_t t = t0 + warp; t < t1; t += int64_t(kWarps) * kUnroll) {
+      // all loads first (raw bits: 4 registers per 16-byte vector); rows past the slice read as
+      // zeros, which change neither statistic
+      uint4 raw[kUnroll];
+      float one[kUnroll];
 #pragma unroll
-    for (int e = 0; e < V; ++e) {
-      const float a = fabsf(f[e]);
-      s[e] += a;
-      m[e] = fmaxf(m[e], a);
-    }
-  };
-  auto load = [&](int64_t t, float (&f)[V]) {
-    const T* p = x + t * stride + col;
-    if constexpr (V == 1) {
-      f[0] = quant::Elem<T>::to_f(*p);
-    } else {
-      quant::load_vec<T>(p, f);
-    }
-  };
-
-  if (col < k) {  // K % V == 0 on the vector path, so a vector is all in or all out
-    int64_t t = t0 + rl;
-    for (; t + (kUnroll - 1) * kRowLanes < t1; t += kUnroll * kRowLanes) {
-      float f[kUnroll][V];
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t row = t + int64_t(u) * kWarps;
+        if constexpr (V == 1) {
+          one[u] = row < t1 ? quant::Elem<T>::to_f(p[row * stride]) : 0.0f;
+        } else {
+          raw[u] = row < t1 ? *reinterpret_cast<const uint4*>(p + row * stride) : make_uint4(0, 0, 0, 0);
+        }
+      }
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) load(t + u * kRowLanes, f[u]);
+      for (int u = 0; u < kUnroll; ++u) {
+        float f[V];
+        if constexpr (V == 1) {
+          f[0] = one[u];
+        } else {
+          quant::unpack<T>(raw[u], f);
+        }
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) accumulate(f[u]);
-    }
-    for (; t < t1; t += kRowLanes) {
-      float f[V];
-      load(t, f);
-      accumulate(f);
+        for (int e = 0; e < V; ++e) {
+          const float a = fabsf(f[e]);
+          s[e] += a;
+          m[e] = fmaxf(m[e], a);
+        }
+      }
     }
   }
 
+  // [warp][e][lane]: a warp's store of one e is 32 consecutive words (no bank conflicts); the
+  // reduction thread for (e, lane) then reads one word per warp.
 #pragma unroll
-  for (int e = 0; e < V; ++e) {
-    sh_sum[rl][cv * V + e] = s[e];
-    sh_max[rl][cv * V + e] = m[e];
+  for (int e = 0; e < V; ++e) sh[warp][e][lane] = s[e];
+  __syncthreads();
+  float total = 0.0f;
+  const int e_r = threadIdx.x / 32 % V, l_r = threadIdx.x % 32;  // valid for threadIdx.x < kCols
+  const int64_t c_r = col_base + int64_t(l_r) * V + e_r;
+  const bool reducer = threadIdx.x < kCols && c_r < k;
+  if (reducer) {
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) total += sh[w][e_r][l_r];
   }
   __syncthreads();
-  for (int c = threadIdx.x; c < kCols; c += kThreads) {
-    if (col_base + c >= k) break;
-    float ts = sh_sum[0][c], tm = sh_max[0][c];
 #pragma unroll
-    for (int r = 1; r < kRowLanes; ++r) {
-      ts += sh_sum[r][c];
-      tm = fmaxf(tm, sh_max[r][c]);
-    }
-    atomicAdd(abs_sum + col_base + c, ts);
-    atomicMax(reinterpret_cast<int*>(abs_max) + col_base + c, __float_as_int(tm));
+  for (int e = 0; e < V; ++e) sh[warp][e][lane] = m[e];
+  __syncthreads();
+  if (reducer) {
+    float mx = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, sh[w][e_r][l_r]);
+    atomicAdd(abs_sum + c_r, total);
+    atomicMax(reinterpret_cast<int*>(abs_max) + c_r, __float_as_int(mx));
   }
 }
+static_assert(32 * 8 <= kThreads, "the reduction uses one thread per strip column");
 
 // Blocks of act_stats_kernel<T, V> resident on one SM (a host-side occupancy calculation, cached).
 template <typename T, int V>
@@ -110,7 +130,7 @@ int resident_blocks() {
   if (cached == 0) {
     int nb = 0;
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, act_stats_kernel<T, V>, kThreads, 0) != cudaSuccess || nb < 1) {
-      nb = 4;
+      nb = 1;
     }
     cached = nb;
   }
@@ -119,14 +139,15 @@ int resident_blocks() {
 
 template <typename T, int V>
 Status launch_act_stats(const ActStatsParams& p, cudaStream_t stream) {
-  constexpr int kCols = kColVecs * V;
+  constexpr int kCols = 32 * V;
   const int64_t col_tiles = (p.k + kCols - 1) / kCols;
   if (col_tiles > 65535) return Status::kUnsupported;
-  // One full wave of resident blocks, each streaming a long token slice; every slice keeps at
-  // least 16 rows so the per-slice atomics stay a small cost.
-  const int64_t target_blocks = int64_t(quant::sm_count()) * resident_blocks<T, V>();
-  int64_t slices = (target_blocks + col_tiles - 1) / col_tiles;
-  slices = std::max<int64_t>(1, std::min<int64_t>(slices, (p.tokens + 15) / 16));
+  // One wave of resident blocks, rounded down to whole token slices per strip (never more than the
+  // wave: a second, partial wave would double the tail). Every slice keeps at least one row per
+  // warp and unrolled load.
+  const int64_t wave = int64_t(quant::sm_count()) * resident_blocks<T, V>();
+  int64_t slices = std::max<int64_t>(1, wave / col_tiles);
+  slices = std::min<int64_t>(slices, std::max<int64_t>(1, p.tokens / (kWarps * kUnroll)));
   const int64_t rows_per_slice = (p.tokens + slices - 1) / slices;
   slices = (p.tokens + rows_per_slice - 1) / rows_per_slice;
   const dim3 grid{unsigned(slices), unsigned(col_tiles), 1u};

@@ -126,9 +126,12 @@ __device__ __forceinline__ void load_vec(const T* p, float (&f)[kVec<T>]) {
   unpack<T>(*reinterpret_cast<const uint4*>(p), f);
 }
 
+// One 16-byte global store (p: global memory, 16-byte aligned). Written as st.global.v4 because a
+// plain uint4 assignment was split by nvcc 13.0 into four 4-byte stores inside the unrolled group
+// kernel (seen in its SASS): 4x the store instructions, each writing 4 of every 16 bytes per lane.
 template <typename T>
 __device__ __forceinline__ void store_vec(T* p, const float (&f)[kVec<T>]) {
-  *reinterpret_cast<uint4*>(p) = pack<T>(f);
+  __stwb(reinterpret_cast<uint4*>(p), pack<T>(f));
 }
 
 // ---- host side -----------------------------------------------------------------------------

@@ -5,20 +5,25 @@
 //
 // Group kernels, two paths:
 //
-// * fast: one pass, one read of W and one write. A group of g = kLanes * 2 * V elements (V = 16
-//   bytes of the dtype) lives in the registers of kLanes adjacent threads, two 16-byte vectors each;
-//   min / max are reduced with kLanes-wide shuffles, then every thread quantizes its own elements.
+// * fast: one pass, one read of W and one write. A group of g = kLanes * kVecs * V elements (V = 16
+//   bytes of the dtype) lives in the registers of kLanes adjacent threads, kVecs 16-byte vectors
+//   each; min / max are reduced with kLanes-wide shuffles, then every thread quantizes its own
+//   elements.
 //
-//       fp16 / bf16, g = 128, kLanes = 8 (V = 8):     group = 16 vectors v0 .. v15
-//         lane l holds v_l and v_{l+8}                (each of the warp's two 16-byte load
-//                                                      instructions reads 512 contiguous bytes)
-//       fp32, g = 128, kLanes = 16 (V = 4):            lane l holds v_{2l}, v_{2l+1} (8 consecutive
-//                                                      elements = one packed INT4 word per thread)
+//       pseudo-quantization, kVecs = 2, lane l holds v_l and v_{l + kLanes}:
+//         fp16 / bf16, g = 128: kLanes = 8, group = 16 vectors v0 .. v15; each of a warp's two load
+//         (and store) instructions covers 4 groups x 128 contiguous bytes (whole cache lines)
+//       INT4, kVecs = 4, lane l holds v_{4l} .. v_{4l+3}:
+//         fp16 / bf16, g = 128: kLanes = 4; the lane's 32 consecutive codes are 4 consecutive
+//         packed words, written with one 16-byte store
 //
-//   The kLanes threads of a group take the same group column in kRowsPerThread consecutive rows
-//   (in_scale and its reciprocals are reused); consecutive lane groups take consecutive group
-//   columns of a row, so a warp's loads stay contiguous. The scale division inside the codes and
-//   the division by in_scale use the exact reused-divisor form of IEEE division (Divisor below).
+//   Grid: persistent, one wave of resident threads split into `slots` row slots of
+//   tpr = groups_per_row * kLanes threads (one thread row covers a whole weight row). Slot s owns
+//   rows s, s + slots, s + 2 slots, ...; a thread keeps its group column j for the whole run, so an
+//   in_scale vector and its reciprocals are loaded and computed once per thread. Each iteration
+//   issues the loads of kRows rows (kVecs x kRows 16-byte loads in flight per thread) before it
+//   quantizes the first. The scale division inside the codes and the division by in_scale use the
+//   exact reused-divisor form of IEEE division (Divisor below).
 //
 // * generic: one block per group, any g, any alignment: a min/max pass, a block reduction, then a
 //   second pass over the same group (from L1/L2) that quantizes and writes.
@@ -89,38 +94,96 @@ struct Divisor {
   }
 };
 
-// Threads per group x rows per thread: each thread quantizes the same columns of kRowsPerThread
-// consecutive rows, so its in_scale values and their reciprocals are loaded and computed once per
-// kRowsPerThread groups; the next row's vectors are loaded while the current row is quantized.
-constexpr int kRowsPerThread = 4;
+// Rows whose loads are in flight together per thread (overridable with -DAWQ_QUANT_ROWS=n for tuning
+// builds of bench_quant only), and 16-byte vectors per thread and row (see the drawing at the top).
+// Tuning on an H200 (bench/results/quant_notes.md): for pseudo-quantization occupancy decides, so
+// the register budget does: 2 rows x 2 vectors fits 64 registers (4 blocks of 256 per SM) and was
+// the fastest, 2 x 4 and 4 x 2 (80 registers, 3 blocks) were 5-10 % slower. INT4 quantization
+// writes a quarter of the bytes and gains from 4 vectors (its 32 codes leave in one 16-byte store).
+// With in_scale the thread also keeps 2 x V scales and reciprocals (96 registers, 2 blocks).
+#ifndef AWQ_QUANT_ROWS
+#define AWQ_QUANT_ROWS 2
+#endif
+constexpr int kRows = AWQ_QUANT_ROWS;
+template <Mode M>
+constexpr int kVecsFor = M == Mode::kInt4 ? 4 : 2;
 
-// kLanes: threads per group (power of two, 1..32); the group size is kLanes * 2 * kVec<T>.
+// 2^23: a float in [2^23, 2^24) holds the integer (value - 2^23) in its low mantissa bits, so a code
+// clamped in that range is read out as bits with one AND instead of a float-to-int conversion.
+constexpr float kTwo23 = 8388608.0f;
+// 1.5 * 2^23: for |d| < 2^22, d + kRound rounds d to an integer, half to even (the ulp in
+// [2^23, 2^24) is 1), and (d + kRound) - kRound == rint(d) exactly, never -0.
+constexpr float kRound = 12582912.0f;
+
+// Packed pair type of a 16-bit dtype, for group min / max on the raw bits (fp16 and bf16 -> fp32
+// is exact and monotonic, so min / max commute with the conversion; __hmin2 / __hmax2 ignore a
+// NaN operand like fminf / fmaxf).
+template <typename T>
+struct Pair;
+template <>
+struct Pair<__half> {
+  using T2 = __half2;
+};
+template <>
+struct Pair<__nv_bfloat16> {
+  using T2 = __nv_bfloat162;
+};
+
+// Stores the W packed words of one thread (W = 1, 2 or 4 consecutive words, 4W-byte aligned).
+template <int W>
+__device__ __forceinline__ void store_words(int32_t* p, const uint32_t (&w)[W]) {
+  if constexpr (W == 4) {
+    __stwb(reinterpret_cast<uint4*>(p), make_uint4(w[0], w[1], w[2], w[3]));
+  } else if constexpr (W == 2) {
+    *reinterpret_cast<uint2*>(p) = make_uint2(w[0], w[1]);
+  } else {
+    *p = int32_t(w[0]);
+  }
+}
+
+// kLanes: threads per group (power of two, 1..32); kVecs: 16-byte vectors per thread and row; the
+// group size is kLanes * kVecs * kVec<T>.
 // kScale: pseudo-quantization with an in_scale vector (w * s, quantize, / s).
-template <typename T, int kLanes, Mode M, bool kScale>
-__global__ void __launch_bounds__(kThreads, kScale ? 2 : 4) group_fast_kernel(const GroupArgs a) {
+// slots: row slots of the persistent grid; threads at or past slots * tpr exit at once.
+// Register budget (launch bounds): 64 for 4 blocks per SM when kRows x kVecs <= 4 (the occupancy
+// that made pseudo-quantization fastest), 80 (3 blocks) for INT4's 2 x 4, 128 with in_scale.
+template <typename T, int kLanes, int kVecs, Mode M, bool kScale>
+__global__ void __launch_bounds__(kThreads, kScale ? 2 : (kRows * kVecs <= 4 ? 4 : kRows * kVecs <= 8 ? 3 : 2))
+    group_fast_kernel(const GroupArgs a, int64_t slots) {
   constexpr int V = kVec<T>;
-  constexpr int G = kLanes * 2 * V;
-  constexpr int R = kRowsPerThread;
-  constexpr bool kSplit = sizeof(T) == 2;  // see the layout drawing at the top of the file
+  constexpr int G = kLanes * kVecs * V;
+  // pseudo: vector u of lane l is v_{u * kLanes + l} (each load / store instruction of a warp
+  // covers contiguous runs of kLanes vectors); INT4: lane l holds kVecs consecutive vectors, so its
+  // kVecs * V codes are consecutive packed words (one store)
+  constexpr bool kSplit = M == Mode::kPseudo;
+  constexpr int kWords = kVecs * V / 8;  // INT4 words per thread and row
   static_assert(M == Mode::kPseudo || !kScale, "INT4 quantization takes no in_scale");
-  const int64_t tid = int64_t(blockIdx.x) * kThreads + threadIdx.x;
-  const int64_t slot = tid / kLanes;  // (block of R rows, group column j); all lanes of a group agree
-  const int lane = int(threadIdx.x) % kLanes;
+  static_assert(M == Mode::kPseudo || kWords == 1 || kWords == 2 || kWords == 4, "INT4 needs whole words");
   const int64_t gpr = a.groups_per_row;
-  const int64_t j = slot % gpr;
-  const int64_t n0 = (slot / gpr) * R;
+  const int64_t tpr = gpr * kLanes;
+  const int64_t tid = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  // slots * tpr is a multiple of kLanes, so whole groups exit together
+  if (tid >= slots * tpr) return;
+  const int64_t slot = tid / tpr;
+  const int64_t j = (tid - slot * tpr) / kLanes;
+  const int lane = int(threadIdx.x) % kLanes;
+  // A group's kLanes threads are adjacent lanes of one warp (kLanes divides 32 and the block size);
+  // groups of one warp may sit in different row slots and run different row counts, so shuffles
+  // name only the group's own lanes.
+  const unsigned gmask =
+      kLanes == 32 ? 0xffffffffu : ((1u << (kLanes & 31)) - 1u) << (int(threadIdx.x) % 32 / kLanes * kLanes);
   const int64_t k = gpr * G;
   const int64_t col0 = j * G;
-  int off[2];
+  int off[kVecs];
 #pragma unroll
-  for (int u = 0; u < 2; ++u) off[u] = kSplit ? (u * kLanes + lane) * V : (2 * lane + u) * V;
-  const T* w = static_cast<const T*>(a.w);
+  for (int u = 0; u < kVecs; ++u) off[u] = kSplit ? (u * kLanes + lane) * V : (lane * kVecs + u) * V;
+  const T* w = static_cast<const T*>(a.w) + col0;
 
-  float sc[2][V], scy[2][V];
+  float sc[kVecs][V], scy[kVecs][V];
   bool scale_safe = true;
   if constexpr (kScale) {
 #pragma unroll
-    for (int u = 0; u < 2; ++u) {
+    for (int u = 0; u < kVecs; ++u) {
 #pragma unroll
       for (int h = 0; h < V; h += 4) {
         const float4 s4 = *reinterpret_cast<const float4*>(a.in_scale + col0 + off[u] + h);
@@ -138,111 +201,177 @@ __global__ void __launch_bounds__(kThreads, kScale ? 2 : 4) group_fast_kernel(co
     }
   }
 
-  uint4 nxt[2];
-  auto load_row = [&](int64_t row) {
+  for (int64_t r0 = slot; r0 < a.n; r0 += int64_t(kRows) * slots) {
+    uint4 raw[kRows][kVecs];
 #pragma unroll
-    for (int u = 0; u < 2; ++u) {
-      nxt[u] = row < a.n ? *reinterpret_cast<const uint4*>(w + row * k + col0 + off[u]) : make_uint4(0, 0, 0, 0);
-    }
-  };
-  load_row(n0);
-
-#pragma unroll 1
-  for (int i = 0; i < R; ++i) {
-    const int64_t row = n0 + i;
-    float v[2][V];
+    for (int i = 0; i < kRows; ++i) {
+      const int64_t row = r0 + int64_t(i) * slots;
 #pragma unroll
-    for (int u = 0; u < 2; ++u) quant::unpack<T>(nxt[u], v[u]);
-    if (i + 1 < R) load_row(row + 1);
-    if constexpr (kScale) {
-#pragma unroll
-      for (int u = 0; u < 2; ++u)
-#pragma unroll
-        for (int e = 0; e < V; ++e) v[u][e] = v[u][e] * sc[u][e];
-    }
-
-    float mn = v[0][0], mx = v[0][0];
-#pragma unroll
-    for (int u = 0; u < 2; ++u)
-#pragma unroll
-      for (int e = 0; e < V; ++e) {
-        mn = fminf(mn, v[u][e]);
-        mx = fmaxf(mx, v[u][e]);
+      for (int u = 0; u < kVecs; ++u) {
+        raw[i][u] = row < a.n ? *reinterpret_cast<const uint4*>(w + row * k + off[u]) : make_uint4(0, 0, 0, 0);
       }
-    // every lane of the warp runs all R iterations, so full-warp shuffles are safe
-#pragma unroll
-    for (int o = kLanes / 2; o > 0; o >>= 1) {
-      mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
     }
-    if (row >= a.n) continue;
 
-    const int64_t gi = row * gpr + j;  // (row, group) index of scales / zeros / clip
-    const int64_t base = row * k + col0;
-    const float ratio = a.clip != nullptr ? a.clip[gi] : 1.0f;
-    const GroupQParams q = group_qparams(mn, mx, ratio, a.bits, a.zero_point, RoundTo<T>());
-
-    // Quantize and write this thread's 2 x V elements. code_fn: value -> code; fast_out
-    // (std::true_type): divide by in_scale with the precomputed reciprocals.
-    auto finish = [&](auto code_fn, auto fast_out) {
-      if constexpr (M == Mode::kPseudo) {
-        T* out = static_cast<T*>(a.out);
 #pragma unroll
-        for (int u = 0; u < 2; ++u) {
-          float r[V];
+    for (int i = 0; i < kRows; ++i) {
+      const int64_t row = r0 + int64_t(i) * slots;
+      if (row >= a.n) break;  // the same row for every lane of the group
+      // 16-bit T without in_scale: min / max on the packed pairs (half the instructions of the fp32
+      // values), and each vector is unpacked only where it is quantized (fewer live registers).
+      // Otherwise the fp32 values (times in_scale) are kept for both passes.
+      constexpr bool kPacked = !kScale && sizeof(T) == 2;
+      float v[kPacked ? 1 : kVecs][V];
+      float mn, mx;
+      if constexpr (kPacked) {
+        using T2 = typename Pair<T>::T2;
+        auto pair = [](uint32_t bits) {
+          T2 h;
+          memcpy(&h, &bits, 4);
+          return h;
+        };
+        T2 lo2 = pair(raw[i][0].x), hi2 = lo2;
+#pragma unroll
+        for (int u = 0; u < kVecs; ++u) {
+          const uint32_t ws[4] = {raw[i][u].x, raw[i][u].y, raw[i][u].z, raw[i][u].w};
+#pragma unroll
+          for (int q = 0; q < 4; ++q) {
+            lo2 = __hmin2(lo2, pair(ws[q]));
+            hi2 = __hmax2(hi2, pair(ws[q]));
+          }
+        }
+        mn = fminf(Elem<T>::to_f(lo2.x), Elem<T>::to_f(lo2.y));
+        mx = fmaxf(Elem<T>::to_f(hi2.x), Elem<T>::to_f(hi2.y));
+      } else {
+#pragma unroll
+        for (int u = 0; u < kVecs; ++u) {
+          quant::unpack<T>(raw[i][u], v[u]);
+          if constexpr (kScale) {
+#pragma unroll
+            for (int e = 0; e < V; ++e) v[u][e] = __fmul_rn(v[u][e], sc[u][e]);
+          }
+        }
+        mn = v[0][0];
+        mx = v[0][0];
+#pragma unroll
+        for (int u = 0; u < kVecs; ++u)
 #pragma unroll
           for (int e = 0; e < V; ++e) {
-            r[e] = dequant_code(code_fn(v[u][e]), q);
-            if constexpr (kScale) {
-              if constexpr (decltype(fast_out)::value) {
-                r[e] = Divisor(sc[u][e], scy[u][e]).div(r[e]);
-              } else {
-                r[e] = r[e] / sc[u][e];
-              }
-            }
+            mn = fminf(mn, v[u][e]);
+            mx = fmaxf(mx, v[u][e]);
           }
-          quant::store_vec<T>(out + base + off[u], r);
+      }
+      // the fp32 values of vector u (u a compile-time index after unrolling)
+      auto values = [&](int u, float (&x)[V]) {
+        if constexpr (kPacked) {
+          quant::unpack<T>(raw[i][u], x);
+        } else {
+#pragma unroll
+          for (int e = 0; e < V; ++e) x[e] = v[u][e];
         }
-      } else {
-        // symmetric codes -8..7 are stored offset by 8 with zero point 8
-        const float offset = a.zero_point ? 0.0f : 8.0f;
-        if constexpr (kSplit) {
+      };
 #pragma unroll
-          for (int u = 0; u < 2; ++u) {
-            uint32_t word = 0;
+      for (int o = kLanes / 2; o > 0; o >>= 1) {
+        mn = fminf(mn, __shfl_xor_sync(gmask, mn, o));
+        mx = fmaxf(mx, __shfl_xor_sync(gmask, mx, o));
+      }
+
+      const int64_t gi = row * gpr + j;  // (row, group) index of scales / zeros / clip
+      const int64_t base = row * k + col0;
+      const float ratio = a.clip != nullptr ? a.clip[gi] : 1.0f;
+      const GroupQParams q = group_qparams(mn, mx, ratio, a.bits, a.zero_point, RoundTo<T>());
+      // symmetric INT4 codes -8..7 are stored offset by 8 with zero point 8
+      const float offset = M == Mode::kInt4 && !a.zero_point ? 8.0f : 0.0f;
+
+      // Quantize and write this thread's kVecs x V elements. fast (std::true_type): reused-divisor
+      // division and the reformulated clamps below; otherwise quant_math.h verbatim with IEEE `/`.
+      // clipped (std::true_type when a clip ratio is given, fast path only): the value is clamped
+      // to [lo, hi] first; without a clip ratio [lo, hi] is the group's own range (symmetric:
+      // -max|v|, max|v|), an identity clamp that is skipped.
+      auto finish = [&](auto fast, auto clipped) {
+        constexpr bool kFast = decltype(fast)::value;
+        const Divisor ds(kFast ? q.scale : 1.0f);
+        auto quotient = [&](float x) {
+          if constexpr (decltype(clipped)::value) x = clampf(x, q.lo, q.hi);
+          return ds.div(x);
+        };
+        if constexpr (M == Mode::kPseudo) {
+          T* out = static_cast<T*>(a.out);
+          // code - z = clamp(R + z, qmin, qmax) - z = clamp(R, qmin - z, qmax - z) (small integers,
+          // exact in fp32; an |R| >= 2^24 saturates the same end either way), R = rint(x / scale).
+          // 16-bit T: t = x / scale + kRound holds kRound + R; clamped to kRound + [dlo, dhi], then
+          // (t - kRound) * scale in one FMA: the scale has at most 11 significant bits, so
+          // kRound * scale = 3 * 2^22 * scale is exact and the FMA rounds the exact
+          // (t - kRound) * scale once, like the oracle's (code - z) * scale; an exact zero comes out
+          // +0, as the oracle's. fp32: rint, clamp, + 0.0f (the oracle's code - z is never -0), *.
+          const float dlo = q.qmin - q.zero, dhi = q.qmax - q.zero;
+          const float tlo = dlo + kRound, thi = dhi + kRound, tsub = -(kRound * q.scale);
 #pragma unroll
-            for (int e = 0; e < 8; ++e) word |= uint32_t(code_fn(v[u][e]) + offset) << (4 * nibble_pos(e));
-            a.qweight[(base + off[u]) / 8] = int32_t(word);
+          for (int u = 0; u < kVecs; ++u) {
+            float x[V], r[V];
+            values(u, x);
+#pragma unroll
+            for (int e = 0; e < V; ++e) {
+              if constexpr (kFast && sizeof(T) == 2) {
+                const float t = fminf(fmaxf(__fadd_rn(quotient(x[e]), kRound), tlo), thi);
+                r[e] = __fmaf_rn(t, q.scale, tsub);
+              } else if constexpr (kFast) {
+                const float d = __fadd_rn(fminf(fmaxf(rint_f(quotient(x[e])), dlo), dhi), 0.0f);
+                r[e] = __fmul_rn(d, q.scale);
+              } else {
+                r[e] = dequant_code(quant_code(x[e], q), q);
+              }
+              if constexpr (kScale) r[e] = kFast ? Divisor(sc[u][e], scy[u][e]).div(r[e]) : r[e] / sc[u][e];
+            }
+            quant::store_vec<T>(out + base + off[u], r);
           }
         } else {
-          uint32_t word = 0;
+          // nibble = code + offset, computed as a float in [2^23, 2^23 + 15] and read from its
+          // low bits (R + z + offset + 2^23 is exact in that range; outside it the clamp saturates
+          // the same end as quant_code's)
+          const float zb = q.zero + offset + kTwo23, nlo = q.qmin + offset + kTwo23, nhi = q.qmax + offset + kTwo23;
+          auto nibble = [&](float x) -> uint32_t {
+            if constexpr (kFast) {
+              return __float_as_uint(fminf(fmaxf(__fadd_rn(rint_f(quotient(x)), zb), nlo), nhi)) & 0xfu;
+            } else {
+              return uint32_t(quant_code(x, q) + offset);
+            }
+          };
+          // the thread's kVecs * V consecutive codes c -> word c / 8, element c % 8
+          uint32_t words[kWords];
 #pragma unroll
-          for (int e = 0; e < 8; ++e) word |= uint32_t(code_fn(v[e / 4][e % 4]) + offset) << (4 * nibble_pos(e));
-          a.qweight[(base + off[0]) / 8] = int32_t(word);
+          for (int wi = 0; wi < kWords; ++wi) words[wi] = 0;
+#pragma unroll
+          for (int u = 0; u < kVecs; ++u) {
+            float x[V];
+            values(u, x);
+#pragma unroll
+            for (int e = 0; e < V; ++e) {
+              const int c = u * V + e;
+              words[c / 8] |= nibble(x[e]) << (4 * nibble_pos(c % 8));
+            }
+          }
+          store_words<kWords>(a.qweight + (base + off[0]) / 8, words);
+          if (lane == 0) {
+            static_cast<T*>(a.scales)[gi] = Elem<T>::from_f(q.scale);
+            a.zeros[gi] = uint8_t(q.zero + offset);
+          }
         }
-        if (lane == 0) {
-          static_cast<T*>(a.scales)[gi] = Elem<T>::from_f(q.scale);
-          a.zeros[gi] = uint8_t(q.zero + offset);
-        }
-      }
-    };
+      };
 
-    const float amax = fmaxf(fabsf(mn), fabsf(mx));
-    const bool group_safe = q.scale >= 0x1p-64f && q.scale <= 0x1p64f && amax <= 0x1p62f;  // false for NaN
-    if (group_safe && scale_safe) {
-      const Divisor ds(q.scale);
-      // codes clamped to [qmin, qmax] with fmin/fmax: the same as quant_math.h's clampf for any
-      // non-NaN value (qmin < qmax)
-      if (a.clip != nullptr) {
-        finish([&](float x) { return fminf(fmaxf(rint_f(ds.div(clampf(x, q.lo, q.hi))) + q.zero, q.qmin), q.qmax); },
-               std::true_type{});
+      const float amax = fmaxf(fabsf(mn), fabsf(mx));
+      // Divisor's operand ranges, and |x / scale| < 2^21 for the kRound rounding (only a nearly
+      // constant group of large values has a quotient that big; it takes the IEEE path)
+      const bool group_safe = q.scale >= 0x1p-64f && q.scale <= 0x1p64f && amax <= 0x1p62f &&
+                              amax <= q.scale * 0x1p21f;  // false for NaN
+      if (group_safe && scale_safe) {
+        if (a.clip != nullptr) {
+          finish(std::true_type{}, std::true_type{});
+        } else {
+          finish(std::true_type{}, std::false_type{});
+        }
       } else {
-        // Without a clip ratio, quant_code's clamp of the value to [lo, hi] is the identity on the
-        // group's own values (lo = min, hi = max; symmetric: -max|v|, max|v|), so it is skipped.
-        finish([&](float x) { return fminf(fmaxf(rint_f(ds.div(x)) + q.zero, q.qmin), q.qmax); }, std::true_type{});
+        finish(std::false_type{}, std::false_type{});
       }
-    } else {
-      finish([&](float x) { return quant_code(x, q); }, std::false_type{});
     }
   }
 }
@@ -316,43 +445,67 @@ __global__ void __launch_bounds__(kThreads) group_generic_kernel(const GroupArgs
 }
 
 // ---- dispatch --------------------------------------------------------------------------------
-// Instantiated fast-path configurations (kLanes in {1, 2, 4, 8, 16, 32}, two 16-byte vectors per
-// thread), per dtype and mode:
-//   fp16 / bf16: group_size 16, 32, 64, 128, 256, 512
-//   fp32:        group_size  8, 16, 32,  64, 128, 256
-// The fast path also needs 16-byte aligned w / out / in_scale. Everything else (other group sizes,
-// whole-row groups such as g = K = 11008, unaligned views) takes the generic path.
-template <typename T, Mode M, int kLanes>
-Status launch_fast(const GroupArgs& a, cudaStream_t s) {
-  const int64_t row_blocks = (a.n + kRowsPerThread - 1) / kRowsPerThread;
-  const int64_t threads = row_blocks * a.groups_per_row * kLanes;
-  const int64_t blocks = (threads + kThreads - 1) / kThreads;
+// Instantiated fast-path configurations: kLanes in {1, 2, 4, 8, 16, 32} threads per group, kVecs
+// 16-byte vectors per thread (2 for pseudo-quantization, 4 for INT4), so
+//   pseudo-quantization  fp16 / bf16: group_size 16, 32, ..., 512   fp32: 8, 16, ..., 256
+//   INT4                 fp16 / bf16: group_size 32, 64, ..., 1024  fp32: 16, 32, ..., 512
+// The fast path also needs 16-byte aligned w / out / in_scale (INT4: w and qweight). Everything
+// else (other group sizes, whole-row groups such as g = K = 11008, unaligned views) takes the
+// generic path.
+// Blocks of kernel `f` resident on one SM (a host-side occupancy calculation).
+template <typename F>
+int resident_blocks(F f) {
+  int nb = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, f, kThreads, 0) != cudaSuccess || nb < 1) nb = 1;
+  return nb;
+}
+
+// Row slots of a persistent grid: as many threads as one wave holds, in whole rows of tpr threads
+// (at least one row, at most one slot per row).
+inline int64_t grid_slots(int64_t wave_threads, int64_t tpr, int64_t rows) {
+  return std::max<int64_t>(1, std::min<int64_t>(rows, wave_threads / tpr));
+}
+
+template <typename T, Mode M, bool kScale, int kLanes>
+Status launch_fast_kernel(const GroupArgs& a, cudaStream_t s) {
+  constexpr int kVecs = kVecsFor<M>;
+  auto kernel = group_fast_kernel<T, kLanes, kVecs, M, kScale>;
+  static const int resident = resident_blocks(kernel);  // per instantiation, computed once
+  const int64_t tpr = a.groups_per_row * kLanes;
+  const int64_t slots = grid_slots(int64_t(quant::sm_count()) * resident * kThreads, tpr, a.n);
+  const int64_t blocks = (slots * tpr + kThreads - 1) / kThreads;
   if (blocks > 0x7fffffff) return Status::kUnsupported;
-  if (M == Mode::kPseudo && a.in_scale != nullptr) {
-    group_fast_kernel<T, kLanes, M, M == Mode::kPseudo><<<unsigned(blocks), kThreads, 0, s>>>(a);
-  } else {
-    group_fast_kernel<T, kLanes, M, false><<<unsigned(blocks), kThreads, 0, s>>>(a);
-  }
+  kernel<<<unsigned(blocks), kThreads, 0, s>>>(a, slots);
   return quant::launch_status();
+}
+
+// Launches the fast kernel if the group size has an instantiation; false (nothing launched) if not.
+template <typename T, Mode M, bool kScale>
+bool launch_fast(const GroupArgs& a, cudaStream_t s, Status* status) {
+  constexpr int kPerLane = kVecsFor<M> * kVec<T>;
+  const int g = a.group_size;
+  if (g % kPerLane != 0) return false;
+  switch (g / kPerLane) {
+    case 1: *status = launch_fast_kernel<T, M, kScale, 1>(a, s); return true;
+    case 2: *status = launch_fast_kernel<T, M, kScale, 2>(a, s); return true;
+    case 4: *status = launch_fast_kernel<T, M, kScale, 4>(a, s); return true;
+    case 8: *status = launch_fast_kernel<T, M, kScale, 8>(a, s); return true;
+    case 16: *status = launch_fast_kernel<T, M, kScale, 16>(a, s); return true;
+    case 32: *status = launch_fast_kernel<T, M, kScale, 32>(a, s); return true;
+    default: return false;  // not a power of two or too large: generic path
+  }
 }
 
 template <typename T, Mode M>
 Status launch_group(const GroupArgs& a, bool aligned, cudaStream_t s) {
   if (a.n_groups <= 0) return Status::kOk;
-  constexpr int kPerLane = 2 * kVec<T>;
-  const int g = a.group_size;
-  if (aligned && g % kPerLane == 0) {
-    switch (g / kPerLane) {
-      case 1: return launch_fast<T, M, 1>(a, s);
-      case 2: return launch_fast<T, M, 2>(a, s);
-      case 4: return launch_fast<T, M, 4>(a, s);
-      case 8: return launch_fast<T, M, 8>(a, s);
-      case 16: return launch_fast<T, M, 16>(a, s);
-      case 32: return launch_fast<T, M, 32>(a, s);
-      default: break;  // not a power of two or too large: generic path
-    }
+  if (aligned) {
+    Status st = Status::kOk;
+    const bool scaled = M == Mode::kPseudo && a.in_scale != nullptr;
+    if (scaled ? launch_fast<T, M, M == Mode::kPseudo>(a, s, &st) : launch_fast<T, M, false>(a, s, &st)) return st;
   }
   if (a.n_groups > 0x7fffffff) return Status::kUnsupported;
+  const int g = a.group_size;
   // a warp-multiple no larger than the group, so small groups do not leave most threads idle
   const int threads = std::min(kThreads, std::max(32, (g + 31) / 32 * 32));
   group_generic_kernel<T, M><<<unsigned(a.n_groups), threads, 0, s>>>(a);
@@ -360,7 +513,8 @@ Status launch_group(const GroupArgs& a, bool aligned, cudaStream_t s) {
 }
 
 // ---- dequantize ------------------------------------------------------------------------------
-// One thread per packed word: 8 outputs, one 16-byte store for fp16/bf16 (two for fp32).
+// Generic path (any K % 8 == 0, any group size, any alignment). One thread per packed word:
+// 8 outputs, one 16-byte store for fp16/bf16 (two for fp32).
 template <typename T>
 __global__ void __launch_bounds__(kThreads) dequant_kernel(const DequantInt4Params p, bool vec_store) {
   const int64_t kw = p.k / 8;
@@ -398,6 +552,60 @@ __global__ void __launch_bounds__(kThreads) dequant_kernel(const DequantInt4Para
   } else {
 #pragma unroll
     for (int e = 0; e < 8; ++e) out[e] = Elem<T>::from_f(f[e]);
+  }
+}
+
+// Fast path: the persistent row-slot grid of the group kernels with one thread per packed word of a
+// row (tpr = K / 8): a warp loads 32 consecutive words (128 bytes) and stores 32 consecutive 16-byte
+// vectors (512 bytes, fp16 / bf16), and each thread has kRows rows' loads in flight. Needs
+// group_size % 8 == 0 (a word lies in one group) and a 16-byte aligned out. The code is read as
+// float bits: 2^23 + q is (0x4B000000 | q), and (2^23 + q) - (2^23 + z) = q - z exactly, the same
+// value as float(q) - z without a conversion.
+template <typename T>
+__global__ void __launch_bounds__(kThreads) dequant_fast_kernel(const DequantInt4Params p, int64_t slots) {
+  const int64_t kw = p.k / 8;
+  const int64_t tid = int64_t(blockIdx.x) * kThreads + threadIdx.x;
+  if (tid >= slots * kw) return;
+  const int64_t slot = tid / kw;
+  const int64_t cw = tid - slot * kw;
+  const int64_t groups = p.k / p.group_size;
+  const int64_t gcol = cw * 8 / p.group_size;
+  const T* scales = static_cast<const T*>(p.scales);
+  T* out = static_cast<T*>(p.out) + cw * 8;
+  for (int64_t r0 = slot; r0 < p.n; r0 += int64_t(kRows) * slots) {
+    uint32_t q[kRows];
+    T s[kRows];
+    uint8_t z[kRows];
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      const int64_t row = r0 + int64_t(i) * slots;
+      if (row < p.n) {
+        q[i] = uint32_t(p.qweight[row * kw + cw]);
+        s[i] = scales[row * groups + gcol];
+        z[i] = p.zeros[row * groups + gcol];
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      const int64_t row = r0 + int64_t(i) * slots;
+      if (row >= p.n) break;
+      const float sf = Elem<T>::to_f(s[i]);
+      const float zb = kTwo23 + float(z[i]);
+      float f[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const float code = __uint_as_float(0x4B000000u | ((q[i] >> (4 * nibble_pos(e))) & 0xfu));
+        f[e] = __fmul_rn(__fsub_rn(code, zb), sf);
+      }
+      constexpr int V = kVec<T>;
+#pragma unroll
+      for (int h = 0; h < 8; h += V) {
+        float r[V];
+#pragma unroll
+        for (int e = 0; e < V; ++e) r[e] = f[h + e];
+        quant::store_vec<T>(out + row * p.k + h, r);
+      }
+    }
   }
 }
 
@@ -492,7 +700,7 @@ Status quantize_int4(const QuantizeInt4Params& p, void* stream) {
   a.group_size = p.group_size;
   a.bits = 4;
   a.zero_point = p.zero_point;
-  const bool aligned = quant::aligned16(p.w);
+  const bool aligned = quant::aligned16(p.w) && quant::aligned16(p.qweight);
   auto s = static_cast<cudaStream_t>(stream);
   return AWQ_DTYPE_SWITCH(p.dtype, D, [&] { return launch_group<quant::dev_t<D>, Mode::kInt4>(a, aligned, s); });
 }
@@ -500,10 +708,22 @@ Status quantize_int4(const QuantizeInt4Params& p, void* stream) {
 Status dequantize_int4(const DequantInt4Params& p, void* stream) {
   if (p.n <= 0 || p.k <= 0) return Status::kOk;
   if (p.k % 8 != 0 || p.group_size <= 0 || p.k % p.group_size != 0) return Status::kUnsupported;
+  auto s = static_cast<cudaStream_t>(stream);
+  if (p.group_size % 8 == 0 && quant::aligned16(p.out)) {
+    return AWQ_DTYPE_SWITCH(p.dtype, D, [&] {
+      auto kernel = dequant_fast_kernel<quant::dev_t<D>>;
+      static const int resident = resident_blocks(kernel);
+      const int64_t tpr = p.k / 8;
+      const int64_t slots = grid_slots(int64_t(quant::sm_count()) * resident * kThreads, tpr, p.n);
+      const int64_t blocks = (slots * tpr + kThreads - 1) / kThreads;
+      if (blocks > 0x7fffffff) return Status::kUnsupported;
+      kernel<<<unsigned(blocks), kThreads, 0, s>>>(p, slots);
+      return quant::launch_status();
+    });
+  }
   const int64_t blocks = blocks_for(p.n * (p.k / 8));
   if (blocks > 0x7fffffff) return Status::kUnsupported;
   const bool vec_store = quant::aligned16(p.out);
-  auto s = static_cast<cudaStream_t>(stream);
   return AWQ_DTYPE_SWITCH(p.dtype, D, [&] {
     dequant_kernel<quant::dev_t<D>><<<unsigned(blocks), kThreads, 0, s>>>(p, vec_store);
     return quant::launch_status();
