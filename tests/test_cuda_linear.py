@@ -4,8 +4,8 @@ M = 17 and 64 cross into the GEMM side of the dispatcher (or its fallback), so t
 Rule: err(kernel, fp64) <= 2 * err(torch at the same dtype, fp64) + eps, errors as relative L2 norms;
 torch multiplies the same dequantized weights (F.linear, bias fused like the kernel's).
 Shapes include the SmolLM2-135M layers (K = 576, 1536: not multiples of the kernel's 128-wide k-block
-nor of its 512..2048-wide pipeline stage), N not a multiple of the 16/32/64-row tiles, and N large
-enough that the dispatcher picks each of its tile widths on a 132-SM GPU. Skips cleanly without a GPU;
+nor of its 512..2048-wide pipeline stage), N not a multiple of the 16/32/64-row tiles, and N and K
+such that the dispatcher picks each of its kernels and tile widths on a 132-SM GPU. Skips cleanly without a GPU;
 packed weights are made by reference.quantize_int4 on the CPU and then moved.
 """
 import pytest
@@ -26,8 +26,9 @@ SHAPES = [
     (1536, 576, (64,)),          # SmolLM2 MLP up
     (576, 1536, (32, 64, 128)),  # SmolLM2 MLP down
     (200, 1056, (32,)),          # N not a tile multiple, K = 8 k-blocks + 32
-    (9000, 576, (64,)),          # 32-row tiles (282 blocks on 132 SMs)
-    (17000, 256, (32, 128)),     # 64-row tiles, K shorter than one stage
+    (300, 4608, (64, 128)),      # few rows, K > 4096: 16-row K-split blocks (M <= 4), register GEMV (M 5..8)
+    (9000, 576, (64,)),          # many rows: 64-row blocks at M 9..16
+    (17000, 256, (32, 128)),     # many rows, K shorter than one stage
 ]
 
 

@@ -1,21 +1,26 @@
-// Standalone benchmark and correctness check of awq::cuda::int4_linear (torch-free core + cuBLAS).
+// Standalone benchmark and correctness check of awq::cuda::int4_linear's decode path (M <= 16:
+// int4_gemv_stream and the register-pipelined int4_gemv of int4_linear.cu), torch-free core + cuBLAS.
 //
 // Build (one arch; add -gencode for others), from the repository root:
-//   nvcc -O3 -std=c++17 -Icsrc/include -Icsrc/kernels/cuda -gencode arch=compute_90a,code=sm_90a
-//        -Xcompiler -fopenmp bench/cpp/bench_linear.cu csrc/kernels/cuda/int4_linear.cu
-//        bench/cpp/int4_gemm_stub.cu -lcublas -lgomp -o bench_linear      (one command line)
-// (link csrc/kernels/cuda/int4_gemm.cu instead of the stub to include the large-M GEMM).
+//   nvcc -O3 -std=c++17 -DAWQ_GEMV_TUNING -Icsrc/include -Icsrc/kernels/cuda
+//        -gencode arch=compute_90a,code=sm_90a -Xcompiler -fopenmp bench/cpp/bench_linear.cu
+//        csrc/kernels/cuda/int4_linear.cu bench/cpp/int4_gemm_stub.cu -lcublas -lgomp -o bench_linear
+// (-DAWQ_GEMV_TUNING adds the 13 sweep candidates to the library's 4 streaming configurations; link
+// csrc/kernels/cuda/int4_gemm.cu instead of the stub to include the large-M GEMM; the stub declines
+// every M > 32). bench/cpp/run_linear_device.sh runs the steps below on the device machine.
 //
 // Modes (any combination; default --check --bench):
 //   --check      random problems vs a host fp64 reference: fp16/bf16, g 32/64/128, awkward M, N
-//                and K (tails), bias, strided and misaligned x, forced split-K values, CUDA graph
-//                replay, bitwise determinism. Tolerance: err(ours) <= 2 err(cuBLAS) + 1e-6, where
-//                err = ||y - ref|| / ||ref|| and cuBLAS multiplies the same dequantized weights.
-//   --sanitize   a few small cases without cuBLAS (for compute-sanitizer)
+//                and K (tails), bias, strided and misaligned x, every streaming configuration with
+//                and without PDL, the previous GEMV with forced split-K, CUDA graph replay, a PDL
+//                chain of layers, bitwise determinism. Tolerance: err(ours) <= 2 err(cuBLAS) + 1e-6,
+//                err = ||y - ref|| / ||ref||, cuBLAS multiplying the same dequantized weights.
+//   --sanitize   small cases without cuBLAS (for compute-sanitizer)
 //   --bench      the six LLM shapes x M, weights rotated over >= 4x L2, CUDA-graph replays timed
-//                with events, medians; cuBLAS fp16/bf16 and a device-to-device copy in the same run
-//   --sweep      also time every split-K value of every candidate tiling (needs -DAWQ_GEMV_TUNING,
-//                which compiles 11 candidate configurations besides the library's two)
+//                with events, medians; int4_linear as the library runs it, the streaming kernel
+//                without PDL, the previous GEMV, cuBLAS fp16/bf16, and copy / read-only kernels
+//   --sweep      also time every streaming configuration (without PDL, the best again with PDL)
+//   --one N K M cfg   two launches of one configuration (fp16, g128) for a profiler (cfg 100: previous)
 //   --dtype f16|bf16|both   --group 32|64|128   --m 1,2,4,8,16   --out results.md
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -208,6 +213,20 @@ struct CheckCase {
   int pdl = -1;    // int4_gemv_stream: -1 default, 0 off, 1 on
 };
 constexpr int kOldCfg = 100;
+// int4_gemv_stream configuration ids: the library's (AWQ_STREAM_LIBRARY) and, with -DAWQ_GEMV_TUNING,
+// every candidate of the sweep (AWQ_STREAM_TUNING); 1..12 have one 8-row x tile, 13..17 two.
+static std::vector<int> stream_cfgs(bool small_m_only, bool large_m_only) {
+#ifdef AWQ_GEMV_TUNING
+  std::vector<int> all;
+  for (int c = 1; c <= 17; ++c) all.push_back(c);
+#else
+  const std::vector<int> all = {9, 10, 15, 16};
+#endif
+  std::vector<int> out;
+  for (int c : all)
+    if ((!small_m_only || c <= 12) && (!large_m_only || c >= 13)) out.push_back(c);
+  return out;
+}
 static Status launch_case(const CheckCase& c, const awq::Int4LinearParams& p, cudaStream_t stream) {
   if (c.cfg < 0) return awq::cuda::int4_linear(p, stream);
   if (c.cfg >= kOldCfg) return awq::cuda::detail::int4_gemv(p, stream, 0, c.split, nullptr);
@@ -350,9 +369,9 @@ static void check_suite(cublasHandle_t h, int sm_count) {
       }
     }
   }
-  std::printf("-- streaming kernel: every library configuration, pdl on and off --\n");
+  std::printf("-- streaming kernel: every candidate configuration, pdl on and off --\n");
   for (DType dt : {DType::kF16, DType::kBF16}) {
-    for (int cfg = 1; cfg <= 6; ++cfg) {
+    for (int cfg : stream_cfgs(false, false)) {
       for (int64_t m : {1, 3, 8, 16}) {
         const int pdl = m % 2;
         run_check({1000, 576, 64, m, dt, true, 0, 0, cfg, 0, pdl}, h, sm_count, true, false);     // K tail, N tail
@@ -372,17 +391,6 @@ static void check_suite(cublasHandle_t h, int sm_count) {
       }
     }
   }
-#ifdef AWQ_GEMV_TUNING
-  std::printf("-- benchmark-only streaming candidates (group 128) --\n");
-  for (int cfg = 7; cfg <= 17; ++cfg) {
-    for (DType dt : {DType::kF16, DType::kBF16}) {
-      for (int64_t m : {1, 7, 16}) {
-        run_check({512, 4096, 128, m, dt, true, 0, 0, cfg, 0, 0}, h, sm_count, true, false);
-        run_check({200, 1152, 128, m, dt, false, 0, 0, cfg, 0, 1}, h, sm_count, true, false);   // K tail, N tail
-      }
-    }
-  }
-#endif
   std::printf("-- strided / misaligned x, CUDA graph --\n");
   for (DType dt : {DType::kF16, DType::kBF16}) {
     for (int64_t m : {1, 4, 16, 20}) {
@@ -472,7 +480,7 @@ static void sanitize_suite(int sm_count) {
   run_check({17, 256, 128, 16, DType::kF16, true, 3, 1, kOldCfg, 2}, nullptr, sm_count, false, false);
   run_check({300, 1536, 128, 20, DType::kF16, true, 0, 0, -1, 0}, nullptr, sm_count, false, false);
   run_check({512, 4096, 128, 12, DType::kBF16, true, 0, 0, kOldCfg, 8}, nullptr, sm_count, false, false);
-  for (int cfg = 1; cfg <= 6; ++cfg) {
+  for (int cfg : stream_cfgs(false, false)) {
     run_check({200, 1056, 32, 3, DType::kF16, true, 0, 0, cfg, 0, 1}, nullptr, sm_count, false, false);
     run_check({70, 576, 64, 16, DType::kBF16, false, 3, 1, cfg, 0, 0}, nullptr, sm_count, false, false);
   }
@@ -586,6 +594,8 @@ int main(int argc, char** argv) {
   int64_t group = 128;
   std::vector<int64_t> ms = {1, 2, 4, 8, 16, 32, 64, 256, 1024, 4096, 8192};
   const char* out_path = nullptr;
+  int64_t one_n = 0, one_k = 0, one_m = 0;
+  int one_cfg = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--check") do_check = true;
@@ -599,10 +609,39 @@ int main(int argc, char** argv) {
     } else if (a == "--group" && i + 1 < argc) group = std::atoll(argv[++i]);
     else if (a == "--m" && i + 1 < argc) ms = parse_list(argv[++i]);
     else if (a == "--out" && i + 1 < argc) out_path = argv[++i];
+    else if (a == "--one" && i + 4 < argc) {
+      // --one N K M cfg: two launches of one configuration (fp16, g128), for a profiler
+      one_n = std::atoll(argv[++i]);
+      one_k = std::atoll(argv[++i]);
+      one_m = std::atoll(argv[++i]);
+      one_cfg = std::atoi(argv[++i]);
+    }
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
     }
+  }
+  if (one_n > 0) {
+    int dev0 = 0;
+    CK(cudaGetDevice(&dev0));
+    int sms = 0;
+    CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev0));
+    const HostProblem hp = make_problem(one_n, one_k, 128, DType::kF16, 3, false);
+    const DeviceProblem d = upload_problem(hp);
+    std::vector<uint16_t> hx(size_t(one_m * one_k), to_bits(0.5f, DType::kF16));
+    for (size_t i = 0; i < hx.size(); ++i) hx[i] = to_bits(float(int(i % 7) - 3) * 0.25f, DType::kF16);
+    uint16_t* dx = upload(hx);
+    uint16_t* dy;
+    CK(cudaMalloc(&dy, size_t(one_m * one_n) * 2));
+    const awq::Int4LinearParams p = params(d, hp, dx, one_m, one_k, dy, false, sms);
+    for (int r = 0; r < 2; ++r) {
+      const Status st = one_cfg >= kOldCfg ? awq::cuda::detail::int4_gemv(p, nullptr, 0, 0, nullptr)
+                                           : awq::cuda::detail::int4_gemv_stream(p, nullptr, one_cfg, 0);
+      if (st != Status::kOk) return 1;
+    }
+    CK(cudaDeviceSynchronize());
+    std::printf("one: N=%ld K=%ld M=%ld cfg=%d done\n", long(one_n), long(one_k), long(one_m), one_cfg);
+    return 0;
   }
   if (!do_check && !do_bench && !do_sanitize) do_check = do_bench = true;
 
@@ -692,10 +731,9 @@ int main(int argc, char** argv) {
         double best = t_ours;
         std::string best_cfg = "default";
         if (do_sweep && m <= 16) {
-          // streaming configurations 1..6 (library) and 7..17 (-DAWQ_GEMV_TUNING), without PDL; the
-          // fastest is then timed with PDL too
-          const std::vector<int> cfgs = m <= 8 ? std::vector<int>{1, 2, 3, 7, 8, 9, 10, 11, 12, 13}
-                                               : std::vector<int>{4, 5, 6, 14, 15, 16, 17};
+          // every streaming configuration for this M class, without PDL; the fastest is then timed
+          // with PDL too
+          const std::vector<int> cfgs = m <= 8 ? stream_cfgs(true, false) : stream_cfgs(false, true);
           double best_np = 1e30;
           int best_np_cfg = 0;
           for (int cfg : cfgs) {

@@ -1,20 +1,24 @@
 // INT4 (W4A16) linear for decoding, y [M, N] = x [M, K] @ W^T (+ bias), and the int4_linear
-// dispatcher: M <= 16 runs the tensor-core GEMV below, larger M goes to the GEMM (int4_gemm.cu).
+// dispatcher: M <= 16 runs the GEMV kernels below, larger M goes to the GEMM (int4_gemm.cu).
 //
 // Decoding is a pure weight stream: at M = 16 a k-step reads 0.52 bytes of weight per 32 FLOP, far
-// under what the tensor cores do, so the kernel is built to keep DRAM busy and spend as few issue
-// slots per weight as possible:
-//   * weights go straight from DRAM to registers in 16-byte loads, U k-blocks in flight per warp;
+// under what the tensor cores do, so the kernels are built to keep DRAM busy and spend as few issue
+// slots per weight as possible. Two kernels share the arithmetic:
 //   * dequantization (Int4Math below) is one LOP3 per pair of weights to build 1024 + q with the
 //     fp16 magic exponent, one exact subtraction (or fma) for q - z and one multiply by the scale,
 //     plus one shift per 8 weights; (q - z) * s is rounded once, exactly like the reference;
 //   * products and fp32 accumulation run on mma.sync m16n8k16, weights as the A operand (16 rows of
-//     W) and x as B (8 columns = 8 rows of x; columns past M are never stored);
-//   * x for the block's K-slice sits in shared memory, read by every warp (x traffic from L2 is
-//     4 M / BN times the weight traffic, so BN grows with M);
-//   * split-K across the blocks of a thread-block cluster (sm_90), reduced through distributed
-//     shared memory: one launch, no workspace, no atomics, deterministic, graph-safe.
-// Measured results and the tuning sweep behind the configurations: bench/results/linear_decode_h200.md.
+//     W) and x as B (8 columns = 8 rows of x; columns past M are never stored), with the fragment
+//     mapping of the tiling drawn below.
+//   int4_stream_kernel (the default): weights DRAM -> shared memory with cp.async in whole-row runs
+//     (one warp copies 512 contiguous bytes of a row), a multistage pipeline per block, x staged per
+//     stage through L1, blocks walking K from staggered offsets, split-K across the warps of a block.
+//   int4_gemv_kernel (the previous decode kernel, kept where it still wins: M 5..8 on few rows with
+//     long K): weights DRAM -> registers, U k-blocks in flight per warp, x for the block's K-slice in
+//     shared memory, split-K across the blocks of a thread-block cluster (sm_90) reduced through
+//     distributed shared memory.
+// Both: one launch, no workspace, no atomics, deterministic, graph-safe.
+// Measured results and the sweeps behind the configurations: bench/results/linear_decode_h200.md.
 //
 // Tiling (one warp, one 16-row tile, one k-block of 128):
 //
@@ -31,7 +35,7 @@
 // x[g][32t + 8u .. 32t + 8u + 7] serves steps 2u and 2u+1. Since every group size here is a
 // multiple of 32, a lane's 32 k share one scale and one zero point per row and k-block.
 //
-// Shared memory per block: x rows [Mc][K-slice] with each k-block's 16 units stored in the order
+// int4_gemv_kernel's shared memory per block: x rows [Mc][K-slice] with each k-block's 16 units stored in the order
 // (u, t) (unit u of lane t at 4u + t), so the 4 lanes of a row read 64 contiguous bytes per LDS.128;
 // rows are padded by 64 bytes so the two rows of a quarter-warp hit disjoint banks. After the main
 // loop the same memory holds the block's fp32 partial sums red[Mc][BN + 4] (+4: the 4 lanes of a
@@ -475,11 +479,12 @@ struct GemvCfg {
   static_assert(U_ % S_ == 0, "the pipeline refills whole super-blocks");
 };
 
-// Kernel configurations built into the library, each for fp16 and bf16 and G in {32, 64, 128}
-// (12 kernels):
+// Register-pipelined GEMV configurations built into the library, each for fp16 and bf16 and G in
+// {32, 64, 128} (12 kernels):
 //   name        MT NT U S  BN   regs  used for
-//   CfgSmallM   1  2  2 1  128  127   M <= 8   (x L2 traffic <= M/32 of the weight stream)
-//   CfgLargeM   2  2  2 1  128  149   M 9 .. 16, and M 17 .. 32 as 16-row chunks when the GEMM declines
+//   CfgSmallM   1  2  2 1  128  127   M 5..8 on few rows with K > 4096 (stream_auto); M <= 8 where a
+//                                     streaming configuration does not fit the shared memory
+//   CfgLargeM   2  2  2 1  128  149   M 9..32 where a streaming configuration does not fit
 // Chosen from a sweep of 11 candidates x split-K 1/2/4/8 on the six LLM shapes (H200, fp16 and
 // bf16, bench/results/linear_decode_h200.md): best or within 8 % of the best candidate at every M.
 // Run lengths S > 1 and deeper pipelines (U = 8) measured no better, so production uses S = 1.
@@ -687,10 +692,12 @@ bool gemv_shape_ok(const Int4LinearParams& p) {
 //     x   [mc rows][KSB * 2 bytes + 64 pad]   cp.async, 16-byte units of x permuted to (word i, lane t)
 //                                             order inside each 128-k block (as in the GEMV above)
 //
-// STAGES - 1 stages are in flight while one is computed: 3 x 16 KB per block of 4 warps, 2-3 blocks
-// per SM, i.e. ~100 KB of weights in flight per SM, well above bandwidth x latency (~30 KB per SM at
-// 4.8 TB/s and ~1 us loaded latency) -- the register-pipelined GEMV above keeps ~32 KB in flight and
-// reached only 39-57 % of the copy bandwidth.
+// STAGES - 1 stages (16 KB each for 8 warps) are in flight while one is computed. The design aimed at
+// more bytes in flight than the register-pipelined GEMV (~32 KB per SM); measured, bytes in flight
+// were not the limit: 2 stages with more resident blocks beat 3 or 4 with fewer, and ncu (28672 x
+// 8192, M = 1) shows 34 % of DRAM bandwidth while each scheduler issues on ~63 % of cycles (about 5
+// warps, one instruction per 7.7 cycles each): the kernel is bound by instruction issue and dependency
+// stalls. The next gain is fewer instructions per weight (see the configuration table further down).
 //
 // Warp (rw, kw) of the RW x KW warps computes row tile rw (rows 16 rw + g and 16 rw + g + 8 in lane
 // (g, t)) on k-blocks kw, kw + KW, ... of each stage; the KW partial sums of a row are added in shared
@@ -708,11 +715,20 @@ bool gemv_shape_ok(const Int4LinearParams& p) {
 // no-op.
 constexpr int kStreamPad = 64;
 
-template <int MT_, int RW_, int KW_, int KBW_, int STAGES_>
+// Variant flags of StreamCfg:
+//   kXL1      x copies through L1 (cp.async.ca): every block of an SM reads the same x, so later blocks
+//             hit L1 instead of all blocks of the GPU hitting the same few L2 lines at once
+//   kStagger  block b walks its stages starting at stage b % n_stages (then wraps): the blocks in
+//             flight read different offsets within their rows instead of the same column of every
+//             row at once (rows are K/2 bytes apart, a power of two for most layers). Measured
+//             neutral (+-1 %) on the H200: its address hashing already spreads such strides.
+constexpr int kXL1 = 1, kStagger = 2;
+
+template <int MT_, int RW_, int KW_, int KBW_, int STAGES_, int FLAGS_ = 0>
 struct StreamCfg {
   // MT: 8-row x tiles (M <= 8 MT per block row; blockIdx.y walks further chunks of 8 MT rows)
   // RW, KW: warps along N (16-row tiles) and along K; KBW: 128-k blocks per warp and stage
-  static constexpr int MT = MT_, RW = RW_, KW = KW_, KBW = KBW_, STAGES = STAGES_;
+  static constexpr int MT = MT_, RW = RW_, KW = KW_, KBW = KBW_, STAGES = STAGES_, FLAGS = FLAGS_;
   static constexpr int W = RW * KW, kThreads = 32 * W, BN = 16 * RW, KSB = 128 * KBW * KW;
   static constexpr int kUnitsRow = KSB / 32;            // 16-byte weight units per row and stage
   static constexpr int kWRow = KSB / 2 + kStreamPad;    // bytes per weight row in shared memory
@@ -752,6 +768,11 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+// 16 bytes global -> shared through L1 (kept there for the next block of the SM); 0: zero-fill
+__device__ __forceinline__ void cp_async16_l1(void* smem, const void* gmem, bool valid) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
+}
 
 template <typename T, int G, typename C>
 __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamArgs a) {
@@ -769,13 +790,16 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
   const int mc = min(8 * MT, a.m - m0);
   const int k_units = a.k / 32;
   const int groups = a.k / G;
+  // stage s of this block's walk covers k-stage phys(s) of K (see kStagger)
+  const int rot = (C::FLAGS & kStagger) ? int(blockIdx.x % unsigned(a.n_stages)) : 0;
+  auto phys = [&](int s) { return s + rot < a.n_stages ? s + rot : s + rot - a.n_stages; };
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if (a.prefetch) {
     // 128-byte lines: BN rows x KSB/256 lines per stage = 8 KBW W <= NT
     for (int s = 0; s < C::STAGES - 1 && s < a.n_stages; ++s) {
       const int r = tid / (KSB / 256), l = tid % (KSB / 256);
-      const int n = n_base + r, u = s * C::kUnitsRow + l * 8;
+      const int n = n_base + r, u = phys(s) * C::kUnitsRow + l * 8;
       if (r < BN && n < a.n && u < k_units) {
         asm volatile("prefetch.global.L2 [%0];" ::"l"(a.qweight + (size_t(n) * k_units + u)));
       }
@@ -789,7 +813,7 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
 
   auto load_w = [&](int s) {
     unsigned char* dst = slot(s);
-    const int u0 = s * C::kUnitsRow;
+    const int u0 = phys(s) * C::kUnitsRow;
 #pragma unroll
     for (int j = 0; j < BN * C::kUnitsRow / NT; ++j) {
       const int i = tid + j * NT;
@@ -802,7 +826,7 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
 
   auto load_x = [&](int s) {
     unsigned char* dst = slot(s) + C::kWBytes + Sz::kBytes;
-    const int k0 = s * KSB;
+    const int k0 = phys(s) * KSB;
     constexpr int kU = KSB / 8;   // 16-byte x units per row and stage
     for (int i = tid; i < mc * kU; i += NT) {
       const int m = i / kU, u = i % kU;
@@ -812,7 +836,11 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
       unsigned char* d = dst + m * C::kXRow + (b * 16 + (w16 % 4) * 4 + w16 / 4) * 16;
       const uint16_t* src = a.x + size_t(m0 + m) * a.x_stride + kk;
       if (a.x_vec_ok) {
-        cp_async16(d, kk < a.k ? src : a.x, kk < a.k);
+        if (C::FLAGS & kXL1) {
+          cp_async16_l1(d, kk < a.k ? src : a.x, kk < a.k);
+        } else {
+          cp_async16(d, kk < a.k ? src : a.x, kk < a.k);
+        }
       } else {
         uint16_t e[8];
 #pragma unroll
@@ -837,7 +865,7 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
     for (int j = 0; j < Sz::kPerThread; ++j) {
       const int i = tid + j * NT;
       const int r = i / Sz::kGroups, gi = i % Sz::kGroups;
-      const int n = n_base + r, grp = s * Sz::kGroups + gi;
+      const int n = n_base + r, grp = phys(s) * Sz::kGroups + gi;
       uint32_t v = 0;
       if (n < a.n && grp < groups) {
         const size_t o = size_t(n) * groups + grp;
@@ -856,11 +884,12 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
     }
   };
 
-  float acc[MT][2][4];
+  // Four accumulator sets (two per word, alternating words) keep 4 independent mma chains per x tile.
+  float acc[MT][4][4];
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-    for (int p = 0; p < 2; ++p)
+    for (int p = 0; p < 4; ++p)
 #pragma unroll
       for (int j = 0; j < 4; ++j) acc[mt][p][j] = 0.0f;
 
@@ -895,8 +924,8 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
           const uint4 xv = xf[mt][i];
-          Math::mma(acc[mt][0], d0[0], d1[0], d0[1], d1[1], xv.x, xv.y);
-          Math::mma(acc[mt][1], d0[2], d1[2], d0[3], d1[3], xv.z, xv.w);
+          Math::mma(acc[mt][2 * (i % 2)], d0[0], d1[0], d0[1], d1[1], xv.x, xv.y);
+          Math::mma(acc[mt][2 * (i % 2) + 1], d0[2], d1[2], d0[3], d1[3], xv.z, xv.w);
         }
       }
     }
@@ -938,10 +967,13 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
   for (int mt = 0; mt < MT; ++mt) {
     // c[0], c[1]: (row g, cols 2t, 2t+1); c[2], c[3]: (row g + 8, same cols)
     float* r0 = red + (warp * kCols + 8 * mt + 2 * t) * 17;
-    r0[g] = acc[mt][0][0] + acc[mt][1][0];
-    r0[g + 8] = acc[mt][0][2] + acc[mt][1][2];
-    r0[17 + g] = acc[mt][0][1] + acc[mt][1][1];
-    r0[17 + g + 8] = acc[mt][0][3] + acc[mt][1][3];
+    float c[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) c[j] = (acc[mt][0][j] + acc[mt][1][j]) + (acc[mt][2][j] + acc[mt][3][j]);
+    r0[g] = c[0];
+    r0[g + 8] = c[2];
+    r0[17 + g] = c[1];
+    r0[17 + g + 8] = c[3];
   }
   __syncthreads();
   for (int i = tid; i < C::RW * mc * 16; i += NT) {
@@ -1042,56 +1074,94 @@ Status dispatch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl)
   });
 }
 
-// Streaming configurations built into the library, each for fp16 and bf16 and G in {32, 64, 128}
-// (36 kernels): StreamCfg<MT, RW, KW, KBW, STAGES>, BN = 16 RW rows per block, KSB = 128 KBW KW.
-//   name   MT RW KW KBW ST  BN  KSB   stage (w + x at M = 8 MT)   used for
-//   SmallA  1  1  4  4  4   16  2048  16 + 32 KB                  M <= 8, few rows (N / 32 < 2 waves)
-//   SmallB  1  2  2  4  4   32  1024  16 + 16 KB                  M <= 8, mid N
-//   SmallC  1  4  1  4  4   64   512  16 +  8 KB                  M <= 8, many rows
-//   LargeA  2  1  4  2  3   16  1024   8 + 32 KB                  M 9..16 (x is 16 rows: smaller KSB)
-//   LargeB  2  2  2  2  3   32   512   8 + 16 KB
-//   LargeC  2  4  1  4  3   64   512  16 + 16 KB
-using SmallA = StreamCfg<1, 1, 4, 4, 4>;
-using SmallB = StreamCfg<1, 2, 2, 4, 4>;
-using SmallC = StreamCfg<1, 4, 1, 4, 4>;
-using LargeA = StreamCfg<2, 1, 4, 2, 3>;
-using LargeB = StreamCfg<2, 2, 2, 2, 3>;
-using LargeC = StreamCfg<2, 4, 1, 4, 3>;
+// Streaming configurations, StreamCfg<MT, RW, KW, KBW, STAGES, FLAGS>: BN = 16 RW rows per block,
+// RW x KW warps, KSB = 128 KBW KW k per stage. Built into the library (fp16 and bf16, G 32/64/128:
+// 24 kernels), chosen from a sweep of 17 candidates on the six LLM shapes (H200, fp16 and bf16,
+// M 1..16, bench/results/linear_decode_h200.md); ids are those of the sweep:
+//   id  name          MT RW KW KBW ST flags        BN  KSB   smem, g128 (M range)   used for
+//   9   StreamK        1  1  8  2  3  L1|stagger   16  2048   66 / 103 KB (1 / 4)   M <= 4, few rows, K > 4096
+//   10  StreamN32      1  2  4  2  2  L1|stagger   32  1024   42 /  71 KB (1 / 8)   M <= 8 otherwise
+//   15  StreamN32M16   2  2  4  2  3  L1|stagger   32  1024  113 / 156 KB (9 / 16)  M 9..16 (and 16-row chunks
+//   16  StreamN64M16   2  4  2  2  2  L1|stagger   64   512   62 /  77 KB (9 / 16)    of M <= 32), few / many rows
+// What the sweep showed (same run, geo-means of the time ratio over 6 shapes x M): x through L1 cut
+// the time by 8-26 % at M <= 8 and 21 % at M = 16 (x is 6-25 % of the weight bytes at M = 1 and grows
+// with M; from L2, every block of the GPU reads the same few lines at once); two
+// stages beat three or four where it buys more resident blocks (5-7 %; at 30 % achieved occupancy the
+// schedulers already issue on ~63 % of cycles, so more warps and fewer instructions are the levers);
+// 8 warps per block beat 4; the staggered K order changed nothing measurable (kept: it costs nothing).
+// The register-pipelined GEMV above stays best (by 8-10 %) at M 5..8 when there are few rows and K is
+// long, where its cluster split-K gives more parallelism per row.
+using StreamK = StreamCfg<1, 1, 8, 2, 3, kXL1 | kStagger>;
+using StreamN32 = StreamCfg<1, 2, 4, 2, 2, kXL1 | kStagger>;
+using StreamN32M16 = StreamCfg<2, 2, 4, 2, 3, kXL1 | kStagger>;
+using StreamN64M16 = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger>;
 
-// Programmatic dependent launch by default on sm_90 (see the kernel comment).
-constexpr bool kStreamPdl = true;
-
-// Row tiles per block: the largest BN whose grid still gives every SM >= kMinBlocksPerSm blocks
-// (more rows per block = fewer x copies and scale loads per weight byte), else the smallest.
-constexpr int kMinBlocksPerSm = 2;
-
-Status stream_auto(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
-  const DeviceInfo dev = device_info(p.sm_count);
-  const int64_t want = int64_t(kMinBlocksPerSm) * dev.sm_count;
-  const bool small = p.m <= 8;
-  const int64_t m_tiles = small ? 1 : (p.m + 15) / 16;
-  auto tiles = [&](int bn) { return (p.n + bn - 1) / bn * m_tiles; };
-  if (tiles(64) >= want) return small ? dispatch_stream<SmallC>(p, stream, pdl) : dispatch_stream<LargeC>(p, stream, pdl);
-  if (tiles(32) >= want) return small ? dispatch_stream<SmallB>(p, stream, pdl) : dispatch_stream<LargeB>(p, stream, pdl);
-  return small ? dispatch_stream<SmallA>(p, stream, pdl) : dispatch_stream<LargeA>(p, stream, pdl);
-}
+#define AWQ_STREAM_LIBRARY(X) \
+  X(9, StreamK)               \
+  X(10, StreamN32)            \
+  X(15, StreamN32M16)         \
+  X(16, StreamN64M16)
 
 #ifdef AWQ_GEMV_TUNING
-// benchmark-only candidates: group size 128 only, never built into the library
-template <typename C>
-Status dispatch_stream_g128(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
-  if (p.group_size != 128) return Status::kUnsupported;
-  if (p.dtype == DType::kF16) return launch_stream<__half, 128, C>(p, stream, pdl);
-  if (p.dtype == DType::kBF16) return launch_stream<__nv_bfloat16, 128, C>(p, stream, pdl);
-  return Status::kUnsupported;
-}
+// the other candidates of the sweep: benchmark builds only
+#define AWQ_STREAM_TUNING(X)                       \
+  X(1, StreamCfg<1, 2, 4, 2, 3>)                   \
+  X(2, StreamCfg<1, 4, 2, 2, 3>)                   \
+  X(3, StreamCfg<1, 4, 1, 4, 4>)                   \
+  X(4, StreamCfg<1, 2, 2, 4, 3>)                   \
+  X(5, StreamCfg<1, 2, 4, 2, 3, kXL1>)             \
+  X(6, StreamCfg<1, 4, 2, 2, 3, kXL1>)             \
+  X(7, StreamCfg<1, 2, 4, 2, 3, kXL1 | kStagger>)  \
+  X(8, StreamCfg<1, 4, 2, 2, 3, kXL1 | kStagger>)  \
+  X(11, StreamCfg<1, 4, 2, 2, 2, kXL1 | kStagger>) \
+  X(12, StreamCfg<1, 1, 4, 4, 3, kXL1 | kStagger>) \
+  X(13, StreamCfg<2, 4, 2, 2, 3>)                  \
+  X(14, StreamCfg<2, 4, 2, 2, 3, kXL1 | kStagger>) \
+  X(17, StreamCfg<2, 2, 4, 2, 2, kXL1 | kStagger>)
+#else
+#define AWQ_STREAM_TUNING(X)
 #endif
+
+// Programmatic dependent launch is off by default: in the sweep it saved ~0.6 us on 4096 x 4096 but
+// cost up to 20 % on other shapes (early-launched blocks wait holding SM slots), so no net gain.
+constexpr bool kStreamPdl = false;
+
+// "Few rows": fewer than kMinBlocksPerSm blocks of 32 rows per SM (N < 8448 on 132 SMs).
+constexpr int kMinBlocksPerSm = 2;
+// Above this K, few-row layers switch to the 16-row, K-split StreamK (M <= 4).
+constexpr int64_t kLongK = 4096;
+
+Status dispatch_candidate(int id, const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
+  switch (id) {
+#define AWQ_STREAM_CASE(ID, ...) \
+  case ID: return dispatch_stream<__VA_ARGS__>(p, stream, pdl);
+    AWQ_STREAM_LIBRARY(AWQ_STREAM_CASE)
+    AWQ_STREAM_TUNING(AWQ_STREAM_CASE)
+#undef AWQ_STREAM_CASE
+    default: return Status::kUnsupported;
+  }
+}
+
+// The library's choice for M <= 16 (and 16-row chunks of M <= 32); see the table above.
+Status stream_auto(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
+  const DeviceInfo dev = device_info(p.sm_count);
+  const bool few_rows = (p.n + 31) / 32 < int64_t(kMinBlocksPerSm) * dev.sm_count;
+  if (p.m <= 8) {
+    if (few_rows && p.k > kLongK) {
+      if (p.m <= 4) return dispatch_stream<StreamK>(p, stream, pdl);
+      return dispatch_dtype<CfgSmallM>(p, stream, 0, nullptr);
+    }
+    return dispatch_stream<StreamN32>(p, stream, pdl);
+  }
+  return few_rows ? dispatch_stream<StreamN32M16>(p, stream, pdl) : dispatch_stream<StreamN64M16>(p, stream, pdl);
+}
 
 }  // namespace
 
 namespace detail {
-// Register-pipelined GEMV entry (the previous decode kernel), for the benchmark's comparisons and the
-// chunked fallback. cfg: 0 = its choice by M. split: 0 = heuristic, else a power of two <= 8 (> 1
+// Register-pipelined GEMV entry (the previous decode kernel; the dispatcher uses it for M 5..8 on few
+// rows with long K, and where a streaming configuration does not fit the device's shared memory), for
+// the benchmark's comparisons. cfg: 0 = its choice by M. split: 0 = heuristic, else a power of two <= 8 (> 1
 // needs sm_90). plan_split non-null: launch nothing, store the split that would be used.
 Status int4_gemv(const Int4LinearParams& p, cudaStream_t stream, int cfg, int split, int* plan_split) {
   if (!gemv_shape_ok(p)) return Status::kUnsupported;
@@ -1102,35 +1172,18 @@ Status int4_gemv(const Int4LinearParams& p, cudaStream_t stream, int cfg, int sp
 }
 
 // Streaming GEMV with a forced configuration (benchmark sweeps, tests).
-// cfg: 0 = the library's choice; 1..6 = SmallA, SmallB, SmallC, LargeA, LargeB, LargeC (any M: rows
-// past 8 MT run as further block rows); 7.. = candidates compiled only with -DAWQ_GEMV_TUNING.
-// pdl: < 0 the library default, 0 off, 1 on.
+// cfg: 0 = the library's choice; 9, 10, 15, 16 = the library's configurations; other ids 1..17 = sweep
+// candidates, built only with -DAWQ_GEMV_TUNING (kUnsupported otherwise). Any M works with any
+// configuration (rows past 8 MT run as further block rows). pdl: < 0 the library default, 0 off, 1 on.
 Status int4_gemv_stream(const Int4LinearParams& p, cudaStream_t stream, int cfg, int pdl) {
   if (!gemv_shape_ok(p)) return Status::kUnsupported;
   const bool use_pdl = pdl < 0 ? kStreamPdl : pdl != 0;
-  switch (cfg) {
-    case 0: return stream_auto(p, stream, use_pdl);
-    case 1: return dispatch_stream<SmallA>(p, stream, use_pdl);
-    case 2: return dispatch_stream<SmallB>(p, stream, use_pdl);
-    case 3: return dispatch_stream<SmallC>(p, stream, use_pdl);
-    case 4: return dispatch_stream<LargeA>(p, stream, use_pdl);
-    case 5: return dispatch_stream<LargeB>(p, stream, use_pdl);
-    case 6: return dispatch_stream<LargeC>(p, stream, use_pdl);
-#ifdef AWQ_GEMV_TUNING
-    case 7: return dispatch_stream_g128<StreamCfg<1, 1, 4, 4, 3>>(p, stream, use_pdl);
-    case 8: return dispatch_stream_g128<StreamCfg<1, 2, 2, 4, 3>>(p, stream, use_pdl);
-    case 9: return dispatch_stream_g128<StreamCfg<1, 4, 1, 4, 3>>(p, stream, use_pdl);
-    case 10: return dispatch_stream_g128<StreamCfg<1, 2, 4, 2, 3>>(p, stream, use_pdl);
-    case 11: return dispatch_stream_g128<StreamCfg<1, 4, 2, 2, 3>>(p, stream, use_pdl);
-    case 12: return dispatch_stream_g128<StreamCfg<1, 1, 8, 2, 3>>(p, stream, use_pdl);
-    case 13: return dispatch_stream_g128<StreamCfg<1, 1, 4, 2, 4>>(p, stream, use_pdl);
-    case 14: return dispatch_stream_g128<StreamCfg<2, 1, 4, 2, 2>>(p, stream, use_pdl);
-    case 15: return dispatch_stream_g128<StreamCfg<2, 2, 2, 2, 4>>(p, stream, use_pdl);
-    case 16: return dispatch_stream_g128<StreamCfg<2, 2, 4, 2, 2>>(p, stream, use_pdl);
-    case 17: return dispatch_stream_g128<StreamCfg<2, 4, 2, 2, 3>>(p, stream, use_pdl);
-#endif
-    default: return Status::kUnsupported;
-  }
+  if (cfg != 0) return dispatch_candidate(cfg, p, stream, use_pdl);
+  const Status st = stream_auto(p, stream, use_pdl);
+  if (st != Status::kUnsupported) return st;
+  // the streaming configuration does not fit this device's shared memory (e.g. 99 KB on sm_86/89 vs
+  // 156 KB for StreamN32M16 at M = 16): the register-pipelined GEMV needs only its x slice
+  return p.m <= 8 ? dispatch_dtype<CfgSmallM>(p, stream, 0, nullptr) : dispatch_dtype<CfgLargeM>(p, stream, 0, nullptr);
 }
 }  // namespace detail
 
@@ -1143,7 +1196,7 @@ Status int4_linear(const Int4LinearParams& p, void* stream) {
 }
 
 int64_t int4_linear_workspace_bytes(int64_t m, int64_t n, int64_t k, int group_size, int sm_count) {
-  // The GEMV needs no scratch (split-K stays inside a block); only the GEMM may.
+  // The GEMV kernels need no scratch (split-K stays inside a block or a cluster); only the GEMM may.
   if (m <= kGemvMaxM) return 0;
   return detail::int4_gemm_workspace_bytes(m, n, k, group_size, sm_count);
 }
