@@ -9,7 +9,7 @@ FINAL_OUT=${OUT:-/tmp/out}
 RES=/tmp/awq_results
 rm -rf "$RES"; mkdir -p "$RES" "$FINAL_OUT"
 OUT=$RES
-export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0a}
 steps=${*:-all}
 has() { [[ " $steps " == *" $1 "* || " $steps " == *" all "* ]]; }

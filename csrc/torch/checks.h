@@ -3,14 +3,52 @@
 #pragma once
 #include <ATen/ATen.h>
 
-#include <sstream>
+#include <cstdio>
 #include <string>
 
 #include "awq/core.h"
 
 namespace awq_torch {
 
-#define AWQ_CHECK(cond, ...) TORCH_CHECK_VALUE(cond, __VA_ARGS__)
+// Error messages are assembled here into one std::string (numbers via std::to_string) and thrown as
+// c10::ValueError (Python ValueError). Formatting integers through an std::ostream inside the
+// extension crashed on a torch build whose libstdc++ locale facets differ from the compiler's
+// (seen with torch 2.11 on the GPU machine): no iostreams on this path.
+namespace detail {
+inline void append(std::string& s, const char* v) { s += v; }
+inline void append(std::string& s, const std::string& v) { s += v; }
+inline void append(std::string& s, int v) { s += std::to_string(v); }
+inline void append(std::string& s, long v) { s += std::to_string(v); }
+inline void append(std::string& s, long long v) { s += std::to_string(v); }
+inline void append(std::string& s, double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  s += buf;
+}
+inline void append(std::string& s, at::IntArrayRef v) {
+  s += "[";
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(v[i]);
+  }
+  s += "]";
+}
+inline void append(std::string& s, const c10::Device& d) { s += d.str(); }
+template <typename... A>
+std::string message(const A&... parts) {
+  std::string s;
+  (append(s, parts), ...);
+  return s;
+}
+}  // namespace detail
+
+#define AWQ_CHECK(cond, ...)                                                                    \
+  do {                                                                                          \
+    if (C10_UNLIKELY(!(cond))) {                                                                \
+      throw ::c10::ValueError({__func__, __FILE__, static_cast<uint32_t>(__LINE__)},            \
+                              ::awq_torch::detail::message(__VA_ARGS__));                       \
+    }                                                                                           \
+  } while (0)
 
 inline const char* dtype_name(at::ScalarType t) { return c10::toString(t); }
 
