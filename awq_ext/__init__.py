@@ -1,5 +1,7 @@
 """awq_ext: activation-aware weight quantization (AWQ) with hand-written INT4 kernels."""
+from awq_ext.api import quantize, quantize_with_report, round_to_nearest
 from awq_ext.config import AWQConfig
+from awq_ext.io import load_quantized, save_quantized
 from awq_ext.nn import Int4Linear
 
 __version__ = "0.1.0"
@@ -12,4 +14,5 @@ def build_info() -> dict:
     return dict(_C.build_info())
 
 
-__all__ = ["AWQConfig", "Int4Linear", "build_info", "__version__"]
+__all__ = ["AWQConfig", "Int4Linear", "build_info", "load_quantized", "quantize", "quantize_with_report",
+           "round_to_nearest", "save_quantized", "__version__"]

@@ -17,7 +17,8 @@ class AWQConfig:
     bits / group_size / zero_point: the quantization grid. group_size -1 means one group per row.
         Packed INT4 checkpoints and kernels need bits == 4.
     n_grid: points of the scale search, alpha = i / n_grid for i in [0, n_grid).
-    duo_scaling: search s = mean|x|^alpha / mean|w|^(1-alpha) (weight-aware) instead of mean|x|^alpha.
+    duo_scaling: search s = mean|x|^alpha / mean|w|^(1-alpha) (weight-aware, the default, as in AutoAWQ)
+        instead of s = mean|x|^alpha (the paper's original form).
     clip / clip_n_grid / clip_max_shrink / clip_tokens: per-group clip search over ratios
         1 - i / clip_n_grid, i < clip_max_shrink * clip_n_grid, measured on clip_tokens sampled tokens.
     search_tokens: at most this many calibration tokens enter the scale-search loss (None: all).
@@ -33,7 +34,7 @@ class AWQConfig:
     zero_point: bool = True
     version: str = "gemm"
     n_grid: int = 20
-    duo_scaling: bool = False
+    duo_scaling: bool = True
     clip: bool = True
     clip_n_grid: int = 20
     clip_max_shrink: float = 0.5
