@@ -58,8 +58,12 @@ def main():
     if cuda and not torch.cuda.is_available():
         sys.exit("bench_pipeline.py: no CUDA device (use --device cpu for a smoke test)")
 
+    import logging
+
     import awq_ext
     from awq_ext.api import quantize_with_report
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
     t0 = time.perf_counter()
     model = build_model(args)

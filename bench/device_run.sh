@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call: build the extension for the local GPU, run the test suite (CUDA tests included),
 # compute-sanitizer on the CUDA tests, then the benchmarks. Logs and results go to $OUT.
-# Usage (device machine, repo root):  bash bench/device_run.sh [build|test|sanitize|bench|all] ...
+# Usage (device machine, repo root):  bash bench/device_run.sh [build|test|sanitize|bench|pipeline|all] ...
 set -uo pipefail
 # everything is written under $RES and packed into one archive in $OUT at the end (the device tool
 # brings back at most 8 files)
@@ -44,6 +44,15 @@ if has bench; then
     > "$OUT/bench_linear_bf16.log" 2>&1; echo "bench_linear bf16 rc=$?"
   python3 bench/bench_quant.py --out "$OUT/bench/quant_ops.md" > "$OUT/bench_quant.log" 2>&1; echo "bench_quant rc=$?"
   tail -45 "$OUT/bench_linear_fp16.log"
+fi
+if has pipeline; then
+  stamp pipeline
+  python3 -m pytest tests/test_pipeline.py -q -p no:cacheprovider > "$OUT/pytest_pipeline.log" 2>&1
+  echo "pytest pipeline (quantizes on CUDA) rc=$?"; tail -3 "$OUT/pytest_pipeline.log"
+  mkdir -p "$OUT/bench"
+  timeout ${PIPELINE_TIMEOUT:-400} python3 bench/bench_pipeline.py --out "$OUT/bench/pipeline_7b.md" \
+    > "$OUT/bench_pipeline.log" 2>&1
+  echo "bench_pipeline rc=$?"; tail -32 "$OUT/bench_pipeline.log"
 fi
 stamp done
 tar -czf "$FINAL_OUT/results.tar.gz" -C "$RES" .
