@@ -4,6 +4,18 @@
 
 namespace awq_torch {
 
+namespace {
+
+// clip ratios: fp32 [N, K / group_size] on w's device
+void check_clip(const char* op, const c10::optional<at::Tensor>& clip, const at::Tensor& w, int64_t g) {
+  if (!clip.has_value()) return;
+  check_dtype(op, "clip", *clip, at::kFloat);
+  check_shape(op, "clip", *clip, {w.size(0), w.size(1) / g});
+  check_same_device(op, "clip", *clip, w, "w");
+}
+
+}  // namespace
+
 void check_act_stats(const at::Tensor& x, const at::Tensor& abs_sum, const at::Tensor& abs_max,
                      const at::Tensor& count) {
   const char* op = "awq_ext.act_stats_";
@@ -36,11 +48,7 @@ int64_t check_pseudo_quantize(const at::Tensor& w, int64_t bits, int64_t group_s
     check_shape(op, "scale", *scale, {w.size(1)});
     check_same_device(op, "scale", *scale, w, "w");
   }
-  if (clip.has_value()) {
-    check_dtype(op, "clip", *clip, at::kFloat);
-    check_shape(op, "clip", *clip, {w.size(0), w.size(1) / g});
-    check_same_device(op, "clip", *clip, w, "w");
-  }
+  check_clip(op, clip, w, g);
   return g;
 }
 
@@ -51,11 +59,7 @@ int64_t check_quantize_int4(const at::Tensor& w, int64_t group_size, const c10::
   check_contiguous(op, "w", w);
   AWQ_CHECK(w.size(1) % 8 == 0, op, ": in_features=", w.size(1), " must be a multiple of 8 for INT4 packing");
   const int64_t g = resolve_group(op, group_size, w.size(1));
-  if (clip.has_value()) {
-    check_dtype(op, "clip", *clip, at::kFloat);
-    check_shape(op, "clip", *clip, {w.size(0), w.size(1) / g});
-    check_same_device(op, "clip", *clip, w, "w");
-  }
+  check_clip(op, clip, w, g);
   return g;
 }
 

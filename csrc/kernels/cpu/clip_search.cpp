@@ -35,10 +35,8 @@ Status clip_search_impl(const ClipSearchParams& p) {
       for (int64_t t = 0; t < T; ++t) to_float<D>(x + t * p.k + j * g, xs.data() + t * g, g);
 #pragma omp for schedule(static)
       for (int64_t n = 0; n < p.n; ++n) {
-        const int64_t base = n * p.k + j * g;
-        for (int i = 0; i < g; ++i) v[i] = E::load(w[base + i]);
-        float mn = v[0], mx = v[0];
-        for (int i = 1; i < g; ++i) { mn = std::min(mn, v[i]); mx = std::max(mx, v[i]); }
+        float mn, mx;
+        load_group<D>(w + n * p.k + j * g, nullptr, g, v.data(), mn, mx);
         for (int c = 0; c < C; ++c) {
           // in double, then rounded: the ratio the oracle and the CUDA kernel use
           const float ratio = float(1.0 - double(c) / double(p.n_grid));

@@ -1,6 +1,7 @@
 // Element access for the CPU kernels: fp16 and bf16 are stored as uint16_t bit patterns (the
 // core is torch-free) and converted with the round-to-nearest-even helpers of quant_math.h.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 #include "awq/quant_math.h"
@@ -40,6 +41,20 @@ template <DType D>
 inline void to_float(const void* src, float* dst, int64_t count) {
   const auto* s = static_cast<const typename Elem<D>::T*>(src);
   for (int64_t i = 0; i < count; ++i) dst[i] = Elem<D>::load(s[i]);
+}
+
+// Loads one group of g values into v (times in_scale[i] when in_scale is given) and returns the
+// group's min and max: the first step of pseudo-quantization, INT4 packing and the clip search.
+template <DType D>
+inline void load_group(const typename Elem<D>::T* src, const float* in_scale, int g, float* v, float& mn,
+                       float& mx) {
+  for (int i = 0; i < g; ++i) v[i] = in_scale ? Elem<D>::load(src[i]) * in_scale[i] : Elem<D>::load(src[i]);
+  mn = v[0];
+  mx = v[0];
+  for (int i = 1; i < g; ++i) {
+    mn = std::min(mn, v[i]);
+    mx = std::max(mx, v[i]);
+  }
 }
 
 // fp32 dot product with 8 independent partial sums: the compiler keeps them in one SIMD register

@@ -11,16 +11,6 @@ namespace awq {
 namespace cpu {
 namespace {
 
-// min and max of v[0..g)
-inline void min_max(const float* v, int g, float& mn, float& mx) {
-  mn = v[0];
-  mx = v[0];
-  for (int i = 1; i < g; ++i) {
-    mn = std::min(mn, v[i]);
-    mx = std::max(mx, v[i]);
-  }
-}
-
 template <DType D>
 Status pseudo_quantize_impl(const PseudoQuantParams& p) {
   using E = Elem<D>;
@@ -35,12 +25,8 @@ Status pseudo_quantize_impl(const PseudoQuantParams& p) {
     for (int64_t n = 0; n < p.n; ++n) {
       for (int64_t j = 0; j < groups; ++j) {
         const int64_t base = n * p.k + j * g;
-        for (int i = 0; i < g; ++i) {
-          const float s = p.in_scale ? p.in_scale[j * g + i] : 1.0f;
-          v[i] = E::load(w[base + i]) * s;
-        }
         float mn, mx;
-        min_max(v.data(), g, mn, mx);
+        load_group<D>(w + base, p.in_scale ? p.in_scale + j * g : nullptr, g, v.data(), mn, mx);
         const float ratio = p.clip ? p.clip[n * groups + j] : 1.0f;
         const GroupQParams q = group_qparams(mn, mx, ratio, p.bits, p.zero_point, RoundTo<D>());
         for (int i = 0; i < g; ++i) {
@@ -70,10 +56,8 @@ Status quantize_int4_impl(const QuantizeInt4Params& p) {
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < p.n; ++n) {
       for (int64_t j = 0; j < groups; ++j) {
-        const int64_t base = n * p.k + j * g;
-        for (int i = 0; i < g; ++i) v[i] = E::load(w[base + i]);
         float mn, mx;
-        min_max(v.data(), g, mn, mx);
+        load_group<D>(w + n * p.k + j * g, nullptr, g, v.data(), mn, mx);
         const float ratio = p.clip ? p.clip[n * groups + j] : 1.0f;
         const GroupQParams q = group_qparams(mn, mx, ratio, 4, p.zero_point, RoundTo<D>());
         for (int i = 0; i < g; ++i) codes[j * g + i] = uint8_t(quant_code(v[i], q) + offset);

@@ -53,6 +53,7 @@
 
 #include "awq/static_switch.h"
 #include "int4_gemm.h"
+#include "split_k.cuh"
 
 namespace awq {
 namespace cuda {
@@ -451,30 +452,6 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_kernel(const GemmArgs
   }
 }
 
-// y = sum over splits of the fp32 partials (+ bias), 4 outputs per thread (N % 8 == 0).
-template <typename T>
-__global__ void __launch_bounds__(256) splitk_reduce_kernel(const float* __restrict__ partials, int splits,
-                                                            int64_t mn, int n, const T* __restrict__ bias,
-                                                            T* __restrict__ y) {
-  const int64_t e = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
-  if (e >= mn) return;
-  float4 s = *reinterpret_cast<const float4*>(partials + e);
-  for (int i = 1; i < splits; ++i) {
-    const float4 v = *reinterpret_cast<const float4*>(partials + int64_t(i) * mn + e);
-    s.x += v.x;
-    s.y += v.y;
-    s.z += v.z;
-    s.w += v.w;
-  }
-  if (bias != nullptr) {
-    const int col = int(e % n);
-    s.x += to_float<T>(bias[col]);
-    s.y += to_float<T>(bias[col + 1]);
-    s.z += to_float<T>(bias[col + 2]);
-    s.w += to_float<T>(bias[col + 3]);
-  }
-  *reinterpret_cast<uint2*>(y + e) = make_uint2(pack2<T>(s.x, s.y), pack2<T>(s.z, s.w));
-}
 
 // ---- instantiated tile configurations ----------------------------------------------------------
 //   id      BM  BN  warps (MxNxK)  warp tile  stages  smem    used for
@@ -558,26 +535,6 @@ int default_tile(int64_t m) { return m <= 32 ? kM32 : m <= 64 ? kM64 : kM128; }
 // up to M = 128 and loses from M = 256 on (it runs at ~240 TFLOP/s; cuBLAS's wgmma kernels ~600+).
 constexpr int64_t kMaxM = 128;
 
-// Split-K only when the tiles fill less than one wave: pick the split count (each split keeping
-// >= 4 k-blocks) whose blocks fill the waves best, preferring fewer splits on near-ties because
-// each split adds M x N x 8 bytes of partial-sum traffic.
-int choose_splits(int64_t tiles, int64_t k_blocks, int sm_count) {
-  if (sm_count <= 0 || tiles >= sm_count) return 1;
-  const int max_splits = int(std::min<int64_t>(kMaxSplits, std::max<int64_t>(1, k_blocks / 4)));
-  int best = 1;
-  double best_score = -1.0;
-  for (int s = 1; s <= max_splits; ++s) {
-    const int64_t blocks = tiles * s;
-    const int64_t waves = (blocks + sm_count - 1) / sm_count;
-    // k-blocks finished per unit of time ~ s / waves; each split costs a little reduce traffic
-    const double score = double(s) / double(waves) * (1.0 - 0.03 * s);
-    if (score > best_score + 1e-9) {
-      best_score = score;
-      best = s;
-    }
-  }
-  return best;
-}
 
 struct Plan {
   int tile;
@@ -592,7 +549,7 @@ Plan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int tile, int spli
   pl.n_blocks = int((n + ts.bn - 1) / ts.bn);
   pl.k_blocks = int((k + kBK - 1) / kBK);
   pl.splits = splits > 0 ? std::min(splits, pl.k_blocks)
-                         : choose_splits(int64_t(pl.m_blocks) * pl.n_blocks, pl.k_blocks, sm_count);
+                         : choose_splits(int64_t(pl.m_blocks) * pl.n_blocks, pl.k_blocks, sm_count, kMaxSplits, 4);
   return pl;
 }
 
@@ -634,11 +591,8 @@ Status launch(const Int4LinearParams& p, const Plan& pl, cudaStream_t stream) {
   kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(a);
   if (cudaGetLastError() != cudaSuccess) return Status::kLaunchError;
   if (pl.splits > 1) {
-    const int64_t mn = p.m * p.n;
-    const int64_t threads = mn / 4;
-    splitk_reduce_kernel<T><<<unsigned((threads + 255) / 256), 256, 0, stream>>>(
-        a.partials, pl.splits, mn, int(p.n), static_cast<const T*>(p.bias), static_cast<T*>(p.y));
-    if (cudaGetLastError() != cudaSuccess) return Status::kLaunchError;
+    const Status rs = launch_splitk_reduce<T>(a.partials, pl.splits, p.m, p.n, p.bias, p.y, stream);
+    if (rs != Status::kOk) return rs;
   }
   return Status::kOk;
 }

@@ -72,6 +72,7 @@
 
 #include "awq/static_switch.h"
 #include "int4_gemm.h"
+#include "split_k.cuh"
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define AWQ_SM90_DEVICE 1
@@ -457,37 +458,6 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
 #endif  // AWQ_SM90_DEVICE
 }
 
-// y = sum over splits of the fp32 partials (+ bias), 4 outputs per thread (N % 64 == 0).
-template <typename T>
-__global__ void __launch_bounds__(256) sm90_splitk_reduce_kernel(const float* __restrict__ partials, int splits,
-                                                                 int64_t mn, int n, const T* __restrict__ bias,
-                                                                 T* __restrict__ y) {
-  const int64_t e = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
-  if (e >= mn) return;
-  float4 s = *reinterpret_cast<const float4*>(partials + e);
-  for (int i = 1; i < splits; ++i) {
-    const float4 v = *reinterpret_cast<const float4*>(partials + int64_t(i) * mn + e);
-    s.x += v.x;
-    s.y += v.y;
-    s.z += v.z;
-    s.w += v.w;
-  }
-  if (bias != nullptr) {
-    const int col = int(e % n);
-    s.x += float(bias[col]);
-    s.y += float(bias[col + 1]);
-    s.z += float(bias[col + 2]);
-    s.w += float(bias[col + 3]);
-  }
-  T out[4];
-  if constexpr (std::is_same_v<T, __half>) {
-    out[0] = __float2half_rn(s.x), out[1] = __float2half_rn(s.y), out[2] = __float2half_rn(s.z), out[3] = __float2half_rn(s.w);
-  } else {
-    out[0] = __float2bfloat16_rn(s.x), out[1] = __float2bfloat16_rn(s.y), out[2] = __float2bfloat16_rn(s.z),
-    out[3] = __float2bfloat16_rn(s.w);
-  }
-  *reinterpret_cast<uint2*>(y + e) = *reinterpret_cast<const uint2*>(out);
-}
 
 // ---- instantiated configurations ----------------------------------------------------------------
 //   id   BT   W rows = WGS x MI x 64   stages  smem
@@ -537,23 +507,6 @@ WgShape wg_shape(int cfg) {
 // 0.74x); M = 256: cfg 6 0.73x (cfg 5 0.59x); M = 1024 / 4096: cfg 6 0.70x / 0.72x.
 int default_cfg(int64_t m) { return m <= 64 ? 1 : m <= 128 ? 4 : 6; }
 
-// Split-K only while the tiles fill less than one wave (same rule as int4_gemm.cu).
-int choose_splits(int64_t tiles, int64_t k_blocks, int sm_count) {
-  if (sm_count <= 0 || tiles >= sm_count) return 1;
-  const int max_splits = int(std::min<int64_t>(kMaxSplits, std::max<int64_t>(1, k_blocks / 8)));
-  int best = 1;
-  double best_score = -1.0;
-  for (int s = 1; s <= max_splits; ++s) {
-    const int64_t blocks = tiles * s;
-    const int64_t waves = (blocks + sm_count - 1) / sm_count;
-    const double score = double(s) / double(waves) * (1.0 - 0.03 * s);
-    if (score > best_score + 1e-9) {
-      best_score = score;
-      best = s;
-    }
-  }
-  return best;
-}
 
 struct WgPlan {
   int cfg, t_tiles, n_tiles, k_blocks, splits;
@@ -567,7 +520,7 @@ WgPlan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int cfg, int spl
   pl.n_tiles = int((n + s.rows - 1) / s.rows);
   pl.k_blocks = int(k / kBK);
   pl.splits = splits > 0 ? std::min(splits, pl.k_blocks)
-                         : choose_splits(int64_t(pl.t_tiles) * pl.n_tiles, pl.k_blocks, sm_count);
+                         : choose_splits(int64_t(pl.t_tiles) * pl.n_tiles, pl.k_blocks, sm_count, kMaxSplits, 8);
   return pl;
 }
 
@@ -702,10 +655,8 @@ Status launch(const Int4LinearParams& p, const WgPlan& pl, cudaStream_t stream) 
   kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(x_map, w_map, a);
   if (cudaGetLastError() != cudaSuccess) return Status::kLaunchError;
   if (pl.splits > 1) {
-    const int64_t mn = p.m * p.n;
-    sm90_splitk_reduce_kernel<T><<<unsigned((mn / 4 + 255) / 256), 256, 0, stream>>>(
-        a.partials, pl.splits, mn, int(p.n), static_cast<const T*>(p.bias), static_cast<T*>(p.y));
-    if (cudaGetLastError() != cudaSuccess) return Status::kLaunchError;
+    const Status rs = launch_splitk_reduce<T>(a.partials, pl.splits, p.m, p.n, p.bias, p.y, stream);
+    if (rs != Status::kOk) return rs;
   }
   return Status::kOk;
 }
