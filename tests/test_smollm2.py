@@ -20,7 +20,10 @@ from awq_ext.eval import perplexity  # noqa: E402
 from awq_ext.nn import Int4Linear  # noqa: E402
 
 N_BLOCKS = 3
-CONFIG = AWQConfig(group_size=64, n_samples=16, seqlen=256, search_tokens=2048, clip_tokens=256)
+# the paper's scale form, for which these bounds were set; the default (duo scaling) is measured on the
+# whole model in docs/quality.md and end to end on tiny models in test_pipeline.py
+CONFIG = AWQConfig(group_size=64, n_samples=16, seqlen=256, search_tokens=2048, clip_tokens=256,
+                   duo_scaling=False)
 
 
 @pytest.fixture(scope="module")
