@@ -46,6 +46,10 @@ class BlockReport:
     step_seconds: dict[str, float] = field(default_factory=dict)  # float pass, search, clip+quantize, next
 
 
+#: tokens per forward of an inspected module inside the scale-search loss
+LOSS_CHUNK_TOKENS = 2048
+
+
 def _first(out):
     """Blocks and attention modules may return a tuple whose first item is the hidden state."""
     return out[0] if isinstance(out, (tuple, list)) else out
@@ -113,10 +117,14 @@ def _loss_fn(group: ScaleGroup, inputs: list[Any]):
         if (isinstance(lin, nn.Linear) and any(group.linears[n] is lin for n in group.quantized)
                 and x.shape[0] > lin.in_features):
             return _gram_loss(lin, x)
-        ref = _first(group.inspect(x))
+        # in chunks of tokens: the inspected module's intermediates (an MLP's [T, 4d] activations)
+        # then never exist for all sampled tokens at once
+        chunks = x.split(LOSS_CHUNK_TOKENS)
+        refs = [_first(group.inspect(c)) for c in chunks]
+        numel = sum(r.numel() for r in refs)
 
         def loss():
-            return _sq_err(_first(group.inspect(x)), ref) / ref.numel()
+            return sum(_sq_err(_first(group.inspect(c)), r) for c, r in zip(chunks, refs)) / numel
         return loss
     refs = [_first(group.inspect(*a, **kw)) for a, kw in inputs]
     numel = sum(r.numel() for r in refs)
@@ -142,6 +150,15 @@ def _gram_loss(lin: nn.Linear, x: torch.Tensor):
     return loss
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """Device of a module's first parameter (or buffer); CPU for an empty module."""
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
 def _check_finite(name: str, t: torch.Tensor, what: str):
     if not torch.isfinite(t).all():
         raise ValueError(f"non-finite values (NaN/Inf) in the {what} of {name}: the float model "
@@ -154,6 +171,10 @@ def quantize_block(block: nn.Module, plan: BlockPlan, hidden: list[torch.Tensor]
                    ) -> tuple[list[torch.Tensor], BlockReport]:
     """Quantize block in place (its linears become Int4Linear); return the next inputs and a report."""
     report = BlockReport(plan.prefix)
+    # On a GPU only the batch in flight lives there: inputs, float outputs and next inputs of every
+    # batch stay on the host, so the block's peak is its weights plus one batch's working set.
+    dev = module_device(block)
+    host = torch.device("cpu") if dev.type == "cuda" else dev
     tokens = [h.shape[0] * h.shape[1] if h.dim() == 3 else h.reshape(-1, h.shape[-1]).shape[0] for h in hidden]
     clip_idx = sample_tokens(tokens, config.clip_tokens, generator)
     search_idx = sample_tokens(tokens, config.search_tokens, generator)
@@ -172,7 +193,7 @@ def quantize_block(block: nn.Module, plan: BlockPlan, hidden: list[torch.Tensor]
     try:
         for j, (h, kw) in enumerate(zip(hidden, kwargs)):
             rec.batch = j
-            float_out.append(_first(block(h, **kw)))
+            float_out.append(_first(block(h.to(dev), **kw)).to(host))
     finally:
         rec.remove()
     for name, (asum, amax, _) in rec.stats.items():  # max() may skip NaN; the sum keeps it
@@ -182,7 +203,7 @@ def quantize_block(block: nn.Module, plan: BlockPlan, hidden: list[torch.Tensor]
 
     lap("float")
     if measure_rtn:
-        report.block_loss_rtn = _rtn_block_loss(block, plan, hidden, kwargs, float_out, config)
+        report.block_loss_rtn = _rtn_block_loss(block, plan, hidden, kwargs, float_out, config, dev)
         lap("rtn")
 
     # 2. scale search, every group on the float block
@@ -219,23 +240,25 @@ def quantize_block(block: nn.Module, plan: BlockPlan, hidden: list[torch.Tensor]
     # 5. the quantized block produces the next inputs
     err, numel, nxt = 0.0, 0, []
     for h, kw, ref in zip(hidden, kwargs, float_out):
-        out = _first(block(h, **kw))
-        err += _sq_err(out, ref)
+        out = _first(block(h.to(dev), **kw))
+        err += _sq_err(out, ref.to(dev))
         numel += ref.numel()
-        nxt.append(out)
+        nxt.append(out.to(host))
     report.block_loss = err / max(numel, 1)
     lap("next")
     return nxt, report
 
 
-def _rtn_block_loss(block, plan: BlockPlan, hidden, kwargs, float_out, config: AWQConfig) -> float:
+def _rtn_block_loss(block, plan: BlockPlan, hidden, kwargs, float_out, config: AWQConfig,
+                    dev: torch.device) -> float:
     """Output MSE of the block with round-to-nearest weights (no scale, no clip); block restored."""
     saved = {n: lin.weight.data for n, lin in plan.linears.items()}
     try:
         for lin in plan.linears.values():
             lin.weight.data = ops.pseudo_quantize(lin.weight.data.contiguous(), config.bits, config.group_size,
                                                   config.zero_point)
-        err = sum(_sq_err(_first(block(h, **kw)), ref) for h, kw, ref in zip(hidden, kwargs, float_out))
+        err = sum(_sq_err(_first(block(h.to(dev), **kw)), ref.to(dev))
+                  for h, kw, ref in zip(hidden, kwargs, float_out))
     finally:
         for n, lin in plan.linears.items():
             lin.weight.data = saved[n]

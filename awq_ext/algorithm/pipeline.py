@@ -10,20 +10,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from awq_ext.algorithm.block import BlockReport, quantize_block
+from awq_ext.algorithm.block import BlockReport, module_device, quantize_block
 from awq_ext.algorithm.calibration import capture_block_inputs
 from awq_ext.algorithm.plan import BlockPlan
 from awq_ext.config import AWQConfig
 
 log = logging.getLogger("awq_ext")
-
-
-def _device_of(module: nn.Module) -> torch.device:
-    for t in module.parameters():
-        return t.device
-    for t in module.buffers():
-        return t.device
-    return torch.device("cpu")
 
 
 def format_block_report(r: BlockReport) -> str:
@@ -48,7 +40,7 @@ def quantize_blocks(blocks: Sequence[nn.Module], plan_fn: Callable[[int, nn.Modu
     quantized, then returns to where it was.
     progress: tqdm bar over blocks (None: only on a terminal).
     """
-    homes = [_device_of(m) for m in embed_modules]
+    homes = [module_device(m) for m in embed_modules]
     for m in embed_modules:
         m.to(device)
     try:
@@ -56,7 +48,9 @@ def quantize_blocks(blocks: Sequence[nn.Module], plan_fn: Callable[[int, nn.Modu
     finally:
         for m, home in zip(embed_modules, homes):
             m.to(home)
-    hidden = inputs.hidden
+    # block inputs wait on the host while another block runs (see quantize_block)
+    hidden = [h.to("cpu") for h in inputs.hidden] if torch.device(device).type == "cuda" else inputs.hidden
+    inputs.hidden = []
     total_tokens = sum(h.numel() // h.shape[-1] for h in hidden)
     if total_tokens == 0:
         raise ValueError("calibration data is empty: 0 tokens reached the first block")
@@ -69,7 +63,7 @@ def quantize_blocks(blocks: Sequence[nn.Module], plan_fn: Callable[[int, nn.Modu
     try:
         for i, block in enumerate(blocks):
             t0 = time.perf_counter()
-            home = _device_of(block)
+            home = module_device(block)
             block.to(device)
             plan = plan_fn(i, block)
             hidden, report = quantize_block(block, plan, hidden, inputs.kwargs[i], config, generator, measure_rtn)
