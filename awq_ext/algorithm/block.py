@@ -150,6 +150,15 @@ def _gram_loss(lin: nn.Linear, x: torch.Tensor):
     return loss
 
 
+def to_host(t: torch.Tensor, host: torch.device) -> torch.Tensor:
+    """Copy a GPU activation to pinned host memory without waiting: stream order keeps the later
+    copy back (non_blocking too) behind it, and the host never reads it in between."""
+    if t.device == host:
+        return t
+    out = torch.empty(t.shape, dtype=t.dtype, device=host, pin_memory=True)
+    return out.copy_(t, non_blocking=True)
+
+
 def module_device(module: nn.Module) -> torch.device:
     """Device of a module's first parameter (or buffer); CPU for an empty module."""
     for t in module.parameters():
@@ -193,7 +202,7 @@ def quantize_block(block: nn.Module, plan: BlockPlan, hidden: list[torch.Tensor]
     try:
         for j, (h, kw) in enumerate(zip(hidden, kwargs)):
             rec.batch = j
-            float_out.append(_first(block(h.to(dev), **kw)).to(host))
+            float_out.append(to_host(_first(block(h.to(dev, non_blocking=True), **kw)), host))
     finally:
         rec.remove()
     for name, (asum, amax, _) in rec.stats.items():  # max() may skip NaN; the sum keeps it
@@ -240,10 +249,10 @@ def quantize_block(block: nn.Module, plan: BlockPlan, hidden: list[torch.Tensor]
     # 5. the quantized block produces the next inputs
     err, numel, nxt = 0.0, 0, []
     for h, kw, ref in zip(hidden, kwargs, float_out):
-        out = _first(block(h.to(dev), **kw))
-        err += _sq_err(out, ref.to(dev))
+        out = _first(block(h.to(dev, non_blocking=True), **kw))
+        err += _sq_err(out, ref.to(dev, non_blocking=True))
         numel += ref.numel()
-        nxt.append(out.to(host))
+        nxt.append(to_host(out, host))
     report.block_loss = err / max(numel, 1)
     lap("next")
     return nxt, report
@@ -257,7 +266,7 @@ def _rtn_block_loss(block, plan: BlockPlan, hidden, kwargs, float_out, config: A
         for lin in plan.linears.values():
             lin.weight.data = ops.pseudo_quantize(lin.weight.data.contiguous(), config.bits, config.group_size,
                                                   config.zero_point)
-        err = sum(_sq_err(_first(block(h.to(dev), **kw)), ref.to(dev))
+        err = sum(_sq_err(_first(block(h.to(dev, non_blocking=True), **kw)), ref.to(dev, non_blocking=True))
                   for h, kw, ref in zip(hidden, kwargs, float_out))
     finally:
         for n, lin in plan.linears.items():

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from awq_ext.algorithm.block import BlockReport, module_device, quantize_block
+from awq_ext.algorithm.block import BlockReport, to_host, module_device, quantize_block
 from awq_ext.algorithm.calibration import capture_block_inputs
 from awq_ext.algorithm.plan import BlockPlan
 from awq_ext.config import AWQConfig
@@ -49,7 +49,8 @@ def quantize_blocks(blocks: Sequence[nn.Module], plan_fn: Callable[[int, nn.Modu
         for m, home in zip(embed_modules, homes):
             m.to(home)
     # block inputs wait on the host while another block runs (see quantize_block)
-    hidden = [h.to("cpu") for h in inputs.hidden] if torch.device(device).type == "cuda" else inputs.hidden
+    host = torch.device("cpu")
+    hidden = [to_host(h, host) for h in inputs.hidden] if torch.device(device).type == "cuda" else inputs.hidden
     inputs.hidden = []
     total_tokens = sum(h.numel() // h.shape[-1] for h in hidden)
     if total_tokens == 0:
