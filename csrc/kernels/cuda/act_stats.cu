@@ -15,8 +15,9 @@
 // Why tall and narrow: the block's partial results leave through global atomics, one pair per
 // column per block, and they all arrive at the end of the wave. The count is blocks x strip width:
 // for the same resident threads, 512-thread blocks on 256-column strips (fp16) issue a quarter of
-// the atomics of 256-thread blocks on 512-column strips. A warp still reads 512 contiguous bytes of
-// a row per load instruction, and the strip stays in registers (no shared-memory transposes).
+// the atomics of 256-thread blocks on 512-column strips (1024-thread blocks, used now, half again). A
+// warp still reads 512 contiguous bytes of a row per load instruction, and the strip stays in
+// registers (no shared-memory transposes).
 //
 // The max uses atomicMax on the int bit pattern: for non-negative IEEE floats the bit pattern
 // orders like the value (and a NaN, 0x7fc00000, sorts above +inf, so NaN propagates as in torch).
@@ -31,14 +32,17 @@ namespace {
 
 // Threads per block (overridable, like kUnroll below, for tuning builds of bench_quant only).
 #ifndef AWQ_ACT_THREADS
-#define AWQ_ACT_THREADS 512
+#define AWQ_ACT_THREADS 1024
 #endif
 constexpr int kThreads = AWQ_ACT_THREADS;
 constexpr int kWarps = kThreads / 32;
-// Independent 16-byte row loads in flight per thread: 512 threads x 8 x 16 B = 64 KB per block,
+// Independent 16-byte row loads in flight per thread: 1024 threads x 4 x 16 B = 64 KB per block,
 // several times the bytes per SM that keep HBM busy (bandwidth x latency / SMs ~ 30 KB).
+// Measured on the H200 (bench/results/quant_notes.md, 2026-11-21 09:58 UTC, [8192, 4096]): 1024 x 4
+// 83.7 / 83.3 % of copy (fp16 / bf16) vs 512 x 8 77-82 %; a software-pipelined loop (next rows
+// requested before the current ones are reduced) gained nothing (82-83 % with 1024 threads).
 #ifndef AWQ_ACT_UNROLL
-#define AWQ_ACT_UNROLL 8
+#define AWQ_ACT_UNROLL 4
 #endif
 constexpr int kUnroll = AWQ_ACT_UNROLL;
 
@@ -64,11 +68,8 @@ __global__ void __launch_bounds__(kThreads, 1024 / kThreads) act_stats_kernel(co
 
   if (active) {
     const T* p = x + col;
-    for (int64_t t = t0 + warp; t < t1; t += int64_t(kWarps) * kUnroll) {
-      // all loads first (raw bits: 4 registers per 16-byte vector); rows past the slice read as
-      // zeros, which change neither statistic
-      uint4 raw[kUnroll];
-      float one[kUnroll];
+    // rows past the slice read as zeros, which change neither statistic
+    auto load = [&](int64_t t, uint4 (&raw)[kUnroll], float (&one)[kUnroll]) {
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const int64_t row = t + int64_t(u) * kWarps;
@@ -78,6 +79,8 @@ __global__ void __launch_bounds__(kThreads, 1024 / kThreads) act_stats_kernel(co
           raw[u] = row < t1 ? *reinterpret_cast<const uint4*>(p + row * stride) : make_uint4(0, 0, 0, 0);
         }
       }
+    };
+    auto consume = [&](const uint4 (&raw)[kUnroll], const float (&one)[kUnroll]) {
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         float f[V];
@@ -93,6 +96,14 @@ __global__ void __launch_bounds__(kThreads, 1024 / kThreads) act_stats_kernel(co
           m[e] = fmaxf(m[e], a);
         }
       }
+    };
+    constexpr int64_t kStep = int64_t(kWarps) * kUnroll;
+    uint4 raw[kUnroll];
+    float one[kUnroll];
+    // all loads of kUnroll rows first (raw bits: 4 registers per 16-byte vector), then the reduction
+    for (int64_t t = t0 + warp; t < t1; t += kStep) {
+      load(t, raw, one);
+      consume(raw, one);
     }
   }
 

@@ -6,15 +6,17 @@
 // slots per weight as possible. Two kernels share the arithmetic:
 //   * dequantization (Int4Math below) is one LOP3 per pair of weights to build 1024 + q with the
 //     fp16 magic exponent, one exact subtraction (or fma) for q - z and one multiply by the scale,
-//     plus one shift per 8 weights; (q - z) * s is rounded once, exactly like the reference;
+//     plus one shift per 8 weights; (q - z) * s is rounded once, exactly like the reference. With
+//     group size 128 the M <= 8 configurations skip the multiply (kScaleAfter): the mma takes the
+//     exact q - z and each 128-k partial sum is scaled in fp32;
 //   * products and fp32 accumulation run on mma.sync m16n8k16, weights as the A operand (16 rows of
 //     W) and x as B (8 columns = 8 rows of x; columns past M are never stored), with the fragment
 //     mapping of the tiling drawn below.
 //   int4_stream_kernel (the default): weights DRAM -> shared memory with cp.async in whole-row runs
 //     (one warp copies 512 contiguous bytes of a row), a multistage pipeline per block, x staged per
 //     stage through L1, blocks walking K from staggered offsets, split-K across the warps of a block.
-//   int4_gemv_kernel (the previous decode kernel, kept where it still wins: M 5..8 on few rows with
-//     long K): weights DRAM -> registers, U k-blocks in flight per warp, x for the block's K-slice in
+//   int4_gemv_kernel (the previous decode kernel, now the fallback where a streaming configuration's
+//     shared memory does not fit the device, e.g. sm_86/89): weights DRAM -> registers, U k-blocks in flight per warp, x for the block's K-slice in
 //     shared memory, split-K across the blocks of a thread-block cluster (sm_90) reduced through
 //     distributed shared memory.
 // Both: one launch, no workspace, no atomics, deterministic, graph-safe.
@@ -112,6 +114,15 @@ template <> struct Int4Math<__half> {
     d[2] = mul(sub(and_or(w8, lo, magic), z.lo), s2);
     d[3] = mul(fma(and_or(w8, hi, magic), sixteenth, z.hi), s2);
   }
+  // d[p] = q - z of elements (2p, 2p+1), exact small integers (the scale is applied after the mma)
+  static __device__ __forceinline__ void dequant_q(uint32_t w, const Zero& z, uint32_t (&d)[4]) {
+    const uint32_t lo = 0x000F000Fu, hi = 0x00F000F0u, magic = 0x64006400u, sixteenth = 0x2C002C00u;
+    const uint32_t w8 = w >> 8;
+    d[0] = sub(and_or(w, lo, magic), z.lo);
+    d[1] = fma(and_or(w, hi, magic), sixteenth, z.hi);
+    d[2] = sub(and_or(w8, lo, magic), z.lo);
+    d[3] = fma(and_or(w8, hi, magic), sixteenth, z.hi);
+  }
   static __device__ __forceinline__ void mma(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                              uint32_t a3, uint32_t b0, uint32_t b1) {
     asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -153,6 +164,14 @@ template <> struct Int4Math<__nv_bfloat16> {
     d[1] = mul(sub(and_or(w4, lo, magic), z.lo), s2);
     d[2] = mul(sub(and_or(w >> 8, lo, magic), z.lo), s2);
     d[3] = mul(sub(and_or(w4 >> 8, lo, magic), z.lo), s2);
+  }
+  static __device__ __forceinline__ void dequant_q(uint32_t w, const Zero& z, uint32_t (&d)[4]) {
+    const uint32_t lo = 0x000F000Fu, magic = 0x43004300u;
+    const uint32_t w4 = w >> 4;
+    d[0] = sub(and_or(w, lo, magic), z.lo);
+    d[1] = sub(and_or(w4, lo, magic), z.lo);
+    d[2] = sub(and_or(w >> 8, lo, magic), z.lo);
+    d[3] = sub(and_or(w4 >> 8, lo, magic), z.lo);
   }
   static __device__ __forceinline__ void mma(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                              uint32_t a3, uint32_t b0, uint32_t b1) {
@@ -482,8 +501,8 @@ struct GemvCfg {
 // Register-pipelined GEMV configurations built into the library, each for fp16 and bf16 and G in
 // {32, 64, 128} (12 kernels):
 //   name        MT NT U S  BN   regs  used for
-//   CfgSmallM   1  2  2 1  128  127   M 5..8 on few rows with K > 4096 (stream_auto); M <= 8 where a
-//                                     streaming configuration does not fit the shared memory
+//   CfgSmallM   1  2  2 1  128  127   M <= 8 where a streaming configuration does not fit the shared
+//                                     memory (until the second sweep also M 5..8 on few rows, long K)
 //   CfgLargeM   2  2  2 1  128  149   M 9..32 where a streaming configuration does not fit
 // Chosen from a sweep of 11 candidates x split-K 1/2/4/8 on the six LLM shapes (H200, fp16 and
 // bf16, bench/results/linear_decode_h200.md): best or within 8 % of the best candidate at every M.
@@ -722,14 +741,19 @@ constexpr int kStreamPad = 64;
 //             flight read different offsets within their rows instead of the same column of every
 //             row at once (rows are K/2 bytes apart, a power of two for most layers). Measured
 //             neutral (+-1 %) on the H200: its address hashing already spreads such strides.
-constexpr int kXL1 = 1, kStagger = 2;
+//   kScaleAfter  group size 128 only (others ignore it): a 128-k block is one group of every row, so the
+//             mma runs on the exact integers q - z and the row's scale multiplies the k-block's fp32
+//             partial sum instead of every weight (4 of 13 dequantization instructions per word gone;
+//             products are (q - z) x, scaled once in fp32: no fp16 rounding of the dequantized weight)
+constexpr int kXL1 = 1, kStagger = 2, kScaleAfter = 4;
 
-template <int MT_, int RW_, int KW_, int KBW_, int STAGES_, int FLAGS_ = 0>
+template <int MT_, int RW_, int KW_, int KBW_, int STAGES_, int FLAGS_ = 0, int NT_ = 1>
 struct StreamCfg {
   // MT: 8-row x tiles (M <= 8 MT per block row; blockIdx.y walks further chunks of 8 MT rows)
-  // RW, KW: warps along N (16-row tiles) and along K; KBW: 128-k blocks per warp and stage
-  static constexpr int MT = MT_, RW = RW_, KW = KW_, KBW = KBW_, STAGES = STAGES_, FLAGS = FLAGS_;
-  static constexpr int W = RW * KW, kThreads = 32 * W, BN = 16 * RW, KSB = 128 * KBW * KW;
+  // RW, KW: warps along N and along K; KBW: 128-k blocks per warp and stage; NT: 16-row tiles per
+  // warp (x fragments loaded once from shared memory serve NT tiles)
+  static constexpr int MT = MT_, RW = RW_, KW = KW_, KBW = KBW_, STAGES = STAGES_, FLAGS = FLAGS_, NT = NT_;
+  static constexpr int W = RW * KW, kThreads = 32 * W, BN = 16 * RW * NT, KSB = 128 * KBW * KW;
   static constexpr int kUnitsRow = KSB / 32;            // 16-byte weight units per row and stage
   static constexpr int kWRow = KSB / 2 + kStreamPad;    // bytes per weight row in shared memory
   static constexpr int kXRow = KSB * 2 + kStreamPad;    // bytes per x row in shared memory
@@ -884,19 +908,21 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
     }
   };
 
-  // Four accumulator sets (two per word, alternating words) keep 4 independent mma chains per x tile.
-  float acc[MT][4][4];
+  // Four accumulator sets (two per word, alternating words) keep 4 independent mma chains per x tile
+  // (kScaleAfter: one set, fed per k-block with the scaled sum of two fresh chains).
+  constexpr bool kSA = (C::FLAGS & kScaleAfter) != 0 && G == 128;
+  float acc[C::NT][MT][4][4];
 #pragma unroll
-  for (int mt = 0; mt < MT; ++mt)
+  for (int nt = 0; nt < C::NT; ++nt)
 #pragma unroll
-    for (int p = 0; p < 4; ++p)
+    for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int j = 0; j < 4; ++j) acc[mt][p][j] = 0.0f;
+      for (int p = 0; p < 4; ++p)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[nt][mt][p][j] = 0.0f;
 
   auto compute = [&](int s) {
     const unsigned char* base = slot(s);
-    const unsigned char* w0 = base + (16 * rw + g) * C::kWRow + t * 16;
-    const uint32_t* sz0 = reinterpret_cast<const uint32_t*>(base + C::kWBytes) + (16 * rw + g) * Sz::kRow;
     const unsigned char* xrow[MT];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
@@ -905,27 +931,64 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
 #pragma unroll
     for (int j = 0; j < C::KBW; ++j) {
       const int b = kw + C::KW * j;   // 128-k block within the stage
-      const uint4 q0 = *reinterpret_cast<const uint4*>(w0 + b * 64);
-      const uint4 q1 = *reinterpret_cast<const uint4*>(w0 + 8 * C::kWRow + b * 64);
-      const int gi = (b * 128 + t * 32) / G;
-      const uint32_t e0 = sz0[gi], e1 = sz0[8 * Sz::kRow + gi];
       uint4 xf[MT][4];
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int i = 0; i < 4; ++i) xf[mt][i] = *reinterpret_cast<const uint4*>(xrow[mt] + (b * 16 + 4 * i) * 16);
-      const uint32_t s0 = __byte_perm(e0, 0, 0x1010), s1 = __byte_perm(e1, 0, 0x1010);
-      const typename Math::Zero z0 = Math::zero(e0 >> 16), z1 = Math::zero(e1 >> 16);
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        uint32_t d0[4], d1[4];
-        Math::dequant(i == 0 ? q0.x : i == 1 ? q0.y : i == 2 ? q0.z : q0.w, z0, s0, d0);
-        Math::dequant(i == 0 ? q1.x : i == 1 ? q1.y : i == 2 ? q1.z : q1.w, z1, s1, d1);
+      for (int nt = 0; nt < C::NT; ++nt) {
+        const int row = 16 * (rw * C::NT + nt) + g;
+        const unsigned char* w0 = base + row * C::kWRow + t * 16;
+        const uint32_t* sz0 = reinterpret_cast<const uint32_t*>(base + C::kWBytes) + row * Sz::kRow;
+        const uint4 q0 = *reinterpret_cast<const uint4*>(w0 + b * 64);
+        const uint4 q1 = *reinterpret_cast<const uint4*>(w0 + 8 * C::kWRow + b * 64);
+        const int gi = (b * 128 + t * 32) / G;
+        const uint32_t e0 = sz0[gi], e1 = sz0[8 * Sz::kRow + gi];
+        const typename Math::Zero z0 = Math::zero(e0 >> 16), z1 = Math::zero(e1 >> 16);
+        if constexpr (kSA) {
+          float c[MT][2][4];
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-          const uint4 xv = xf[mt][i];
-          Math::mma(acc[mt][2 * (i % 2)], d0[0], d1[0], d0[1], d1[1], xv.x, xv.y);
-          Math::mma(acc[mt][2 * (i % 2) + 1], d0[2], d1[2], d0[3], d1[3], xv.z, xv.w);
+          for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int p = 0; p < 2; ++p)
+#pragma unroll
+              for (int e = 0; e < 4; ++e) c[mt][p][e] = 0.0f;
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            uint32_t d0[4], d1[4];
+            Math::dequant_q(i == 0 ? q0.x : i == 1 ? q0.y : i == 2 ? q0.z : q0.w, z0, d0);
+            Math::dequant_q(i == 0 ? q1.x : i == 1 ? q1.y : i == 2 ? q1.z : q1.w, z1, d1);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+              const uint4 xv = xf[mt][i];
+              Math::mma(c[mt][0], d0[0], d1[0], d0[1], d1[1], xv.x, xv.y);
+              Math::mma(c[mt][1], d0[2], d1[2], d0[3], d1[3], xv.z, xv.w);
+            }
+          }
+          // c[.][.][0..1]: row g, c[.][.][2..3]: row g + 8
+          const float sf0 = Math::to_float(uint16_t(e0)), sf1 = Math::to_float(uint16_t(e1));
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            acc[nt][mt][0][0] += sf0 * (c[mt][0][0] + c[mt][1][0]);
+            acc[nt][mt][0][1] += sf0 * (c[mt][0][1] + c[mt][1][1]);
+            acc[nt][mt][0][2] += sf1 * (c[mt][0][2] + c[mt][1][2]);
+            acc[nt][mt][0][3] += sf1 * (c[mt][0][3] + c[mt][1][3]);
+          }
+        } else {
+          const uint32_t s0 = __byte_perm(e0, 0, 0x1010), s1 = __byte_perm(e1, 0, 0x1010);
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            uint32_t d0[4], d1[4];
+            Math::dequant(i == 0 ? q0.x : i == 1 ? q0.y : i == 2 ? q0.z : q0.w, z0, s0, d0);
+            Math::dequant(i == 0 ? q1.x : i == 1 ? q1.y : i == 2 ? q1.z : q1.w, z1, s1, d1);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+              const uint4 xv = xf[mt][i];
+              Math::mma(acc[nt][mt][2 * (i % 2)], d0[0], d1[0], d0[1], d1[1], xv.x, xv.y);
+              Math::mma(acc[nt][mt][2 * (i % 2) + 1], d0[2], d1[2], d0[3], d1[3], xv.z, xv.w);
+            }
+          }
         }
       }
     }
@@ -958,31 +1021,38 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
     });
   }
 
-  // ---- reduce the KW k-warps of each row tile: red[warp][8 MT cols][16 rows + 1] ---------------
+  // ---- reduce the KW k-warps of each row tile: red[warp][NT tiles][8 MT cols][16 rows + 1] ------
   cp_async_wait<0>();
   __syncthreads();
   float* red = reinterpret_cast<float*>(smem);
   constexpr int kCols = 8 * MT;
 #pragma unroll
-  for (int mt = 0; mt < MT; ++mt) {
-    // c[0], c[1]: (row g, cols 2t, 2t+1); c[2], c[3]: (row g + 8, same cols)
-    float* r0 = red + (warp * kCols + 8 * mt + 2 * t) * 17;
-    float c[4];
+  for (int nt = 0; nt < C::NT; ++nt) {
 #pragma unroll
-    for (int j = 0; j < 4; ++j) c[j] = (acc[mt][0][j] + acc[mt][1][j]) + (acc[mt][2][j] + acc[mt][3][j]);
-    r0[g] = c[0];
-    r0[g + 8] = c[2];
-    r0[17 + g] = c[1];
-    r0[17 + g + 8] = c[3];
+    for (int mt = 0; mt < MT; ++mt) {
+      // c[0], c[1]: (row g, cols 2t, 2t+1); c[2], c[3]: (row g + 8, same cols)
+      float* r0 = red + ((warp * C::NT + nt) * kCols + 8 * mt + 2 * t) * 17;
+      float c[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        c[j] = (acc[nt][mt][0][j] + acc[nt][mt][1][j]) + (acc[nt][mt][2][j] + acc[nt][mt][3][j]);
+      }
+      r0[g] = c[0];
+      r0[g + 8] = c[2];
+      r0[17 + g] = c[1];
+      r0[17 + g + 8] = c[3];
+    }
   }
   __syncthreads();
-  for (int i = tid; i < C::RW * mc * 16; i += NT) {
-    const int r = i % 16, m = (i / 16) % mc, tile = i / (16 * mc);
+  for (int i = tid; i < C::RW * C::NT * mc * 16; i += NT) {
+    const int r = i % 16, m = (i / 16) % mc, tile = i / (16 * mc);   // tile = rw NT + nt
     const int n = n_base + 16 * tile + r;
     if (n >= a.n) continue;
     float v = 0.0f;
 #pragma unroll
-    for (int q = 0; q < C::KW; ++q) v += red[((tile * C::KW + q) * kCols + m) * 17 + r];
+    for (int q = 0; q < C::KW; ++q) {
+      v += red[((((tile / C::NT) * C::KW + q) * C::NT + tile % C::NT) * kCols + m) * 17 + r];
+    }
     if (a.bias != nullptr) v += Math::to_float(a.bias[n]);
     a.y[size_t(m0 + m) * a.n + n] = Math::pack1(v);
   }
@@ -998,7 +1068,7 @@ int stream_slot_bytes(int group_size, int mc) {
 template <typename C>
 int64_t stream_smem_bytes(int group_size, int mc) {
   const int64_t pipe = int64_t(C::STAGES) * stream_slot_bytes<C>(group_size, mc);
-  const int64_t red = int64_t(C::W) * 8 * C::MT * 17 * 4;
+  const int64_t red = int64_t(C::W) * C::NT * 8 * C::MT * 17 * 4;
   return pipe > red ? pipe : red;
 }
 
@@ -1074,50 +1144,59 @@ Status dispatch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl)
   });
 }
 
-// Streaming configurations, StreamCfg<MT, RW, KW, KBW, STAGES, FLAGS>: BN = 16 RW rows per block,
-// RW x KW warps, KSB = 128 KBW KW k per stage. Built into the library (fp16 and bf16, G 32/64/128:
-// 24 kernels), chosen from a sweep of 17 candidates on the six LLM shapes (H200, fp16 and bf16,
-// M 1..16, bench/results/linear_decode_h200.md); ids are those of the sweep:
-//   id  name          MT RW KW KBW ST flags        BN  KSB   smem, g128 (M range)   used for
-//   9   StreamK        1  1  8  2  3  L1|stagger   16  2048   66 / 103 KB (1 / 4)   M <= 4, few rows, K > 4096
-//   10  StreamN32      1  2  4  2  2  L1|stagger   32  1024   42 /  71 KB (1 / 8)   M <= 8 otherwise
-//   15  StreamN32M16   2  2  4  2  3  L1|stagger   32  1024  113 / 156 KB (9 / 16)  M 9..16 (and 16-row chunks
-//   16  StreamN64M16   2  4  2  2  2  L1|stagger   64   512   62 /  77 KB (9 / 16)    of M <= 32), few / many rows
-// What the sweep showed (same run, geo-means of the time ratio over 6 shapes x M): x through L1 cut
-// the time by 8-26 % at M <= 8 and 21 % at M = 16 (x is 6-25 % of the weight bytes at M = 1 and grows
-// with M; from L2, every block of the GPU reads the same few lines at once); two
-// stages beat three or four where it buys more resident blocks (5-7 %; at 30 % achieved occupancy the
-// schedulers already issue on ~63 % of cycles, so more warps and fewer instructions are the levers);
-// 8 warps per block beat 4; the staggered K order changed nothing measurable (kept: it costs nothing).
-// The register-pipelined GEMV above stays best (by 8-10 %) at M 5..8 when there are few rows and K is
-// long, where its cluster split-K gives more parallelism per row.
-using StreamK = StreamCfg<1, 1, 8, 2, 3, kXL1 | kStagger>;
-using StreamN32 = StreamCfg<1, 2, 4, 2, 2, kXL1 | kStagger>;
+// Streaming configurations, StreamCfg<MT, RW, KW, KBW, STAGES, FLAGS, NT = 1>: BN = 16 RW NT rows per
+// block, RW x KW warps, KSB = 128 KBW KW k per stage. Built into the library (fp16 and bf16, G
+// 32/64/128: 30 kernels), chosen from two sweeps on the six LLM shapes (H200, fp16 and bf16, M 1..16,
+// bench/results/linear_decode_h200.md); ids are those of the sweeps:
+//   id  name          MT RW KW KBW ST flags           BN  KSB   used for
+//   19  StreamK        1  1  8  2  3  L1|stagger|SA   16  2048  M <= 4, few rows
+//   18  StreamN32      1  2  4  2  2  L1|stagger|SA   32  1024  M <= 8 otherwise
+//   25  StreamN32W16   1  2  8  2  2  L1|stagger|SA   32  2048  M 5..8, few rows (16 warps)
+//   15  StreamN32M16   2  2  4  2  3  L1|stagger      32  1024  M 9..16 (and 16-row chunks of M <= 32), few rows
+//   16  StreamN64M16   2  4  2  2  2  L1|stagger      64   512  M 9..16, many rows
+// First sweep (17 candidates, 08:22 UTC), geo-means of the time ratio over 6 shapes x M: x through L1
+// cut the time by 8-26 % at M <= 8 and 21 % at M = 16 (x is 6-25 % of the weight bytes at M = 1 and
+// grows with M; from L2, every block of the GPU reads the same few lines at once); two stages beat
+// three or four where it buys more resident blocks (5-7 %); 8 warps per block beat 4; the staggered K
+// order changed nothing measurable (kept: it costs nothing).
+// Second sweep (09:55 UTC, g128): kScaleAfter (SA) is 3-10 % faster at M <= 8 (28672 x 8192 M = 1:
+// 45.6 -> 42.1 us) and equal or slower at M = 16, where the two extra adds per mma pair and x tiles
+// outweigh the 4 saved multiplies; also removing the zero point from the loop (mma on B + q, the zero
+// folded through an all-ones mma giving sum(x)) was 5-20 % SLOWER than SA alone, deeper pipelines
+// (3, 5, 6 stages) and 2 tiles per warp did not help (the kernel is neither issue- nor bytes-in-flight
+// bound at these sizes), so those forms were dropped. 16 warps (25) beat the register-pipelined GEMV
+// at M 5..8 on few rows (4096 x 11008 M = 8: 17.1 vs 18.5 us).
+using StreamK = StreamCfg<1, 1, 8, 2, 3, kXL1 | kStagger | kScaleAfter>;
+using StreamN32 = StreamCfg<1, 2, 4, 2, 2, kXL1 | kStagger | kScaleAfter>;
+using StreamN32W16 = StreamCfg<1, 2, 8, 2, 2, kXL1 | kStagger | kScaleAfter>;
 using StreamN32M16 = StreamCfg<2, 2, 4, 2, 3, kXL1 | kStagger>;
 using StreamN64M16 = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger>;
 
 #define AWQ_STREAM_LIBRARY(X) \
-  X(9, StreamK)               \
-  X(10, StreamN32)            \
+  X(19, StreamK)              \
+  X(18, StreamN32)            \
+  X(25, StreamN32W16)         \
   X(15, StreamN32M16)         \
   X(16, StreamN64M16)
 
 #ifdef AWQ_GEMV_TUNING
-// the other candidates of the sweep: benchmark builds only
-#define AWQ_STREAM_TUNING(X)                       \
-  X(1, StreamCfg<1, 2, 4, 2, 3>)                   \
-  X(2, StreamCfg<1, 4, 2, 2, 3>)                   \
-  X(3, StreamCfg<1, 4, 1, 4, 4>)                   \
-  X(4, StreamCfg<1, 2, 2, 4, 3>)                   \
-  X(5, StreamCfg<1, 2, 4, 2, 3, kXL1>)             \
-  X(6, StreamCfg<1, 4, 2, 2, 3, kXL1>)             \
-  X(7, StreamCfg<1, 2, 4, 2, 3, kXL1 | kStagger>)  \
-  X(8, StreamCfg<1, 4, 2, 2, 3, kXL1 | kStagger>)  \
-  X(11, StreamCfg<1, 4, 2, 2, 2, kXL1 | kStagger>) \
-  X(12, StreamCfg<1, 1, 4, 4, 3, kXL1 | kStagger>) \
-  X(13, StreamCfg<2, 4, 2, 2, 3>)                  \
-  X(14, StreamCfg<2, 4, 2, 2, 3, kXL1 | kStagger>) \
-  X(17, StreamCfg<2, 2, 4, 2, 2, kXL1 | kStagger>)
+// other candidates of the second sweep (benchmark builds only; the first sweep's losers 1..8, 11..14,
+// 17 are recorded in bench/results/linear_decode_h200.md): the previous library choices without SA,
+// SA versions of the M = 16 ones, 2 tiles per warp, deeper pipelines, 8-warp-wide M = 16 tiles
+#define AWQ_STREAM_TUNING(X)                                           \
+  X(9, StreamCfg<1, 1, 8, 2, 3, kXL1 | kStagger>)                      \
+  X(10, StreamCfg<1, 2, 4, 2, 2, kXL1 | kStagger>)                     \
+  X(20, StreamCfg<2, 2, 4, 2, 3, kXL1 | kStagger | kScaleAfter>)       \
+  X(21, StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger | kScaleAfter>)       \
+  X(24, StreamCfg<1, 1, 4, 2, 2, kXL1 | kStagger | kScaleAfter, 2>)    \
+  X(32, StreamCfg<1, 2, 4, 2, 3, kXL1 | kStagger | kScaleAfter>)       \
+  X(33, StreamCfg<1, 2, 4, 2, 5, kXL1 | kStagger | kScaleAfter>)       \
+  X(34, StreamCfg<1, 1, 8, 2, 5, kXL1 | kStagger | kScaleAfter>)       \
+  X(35, StreamCfg<1, 1, 4, 2, 6, kXL1 | kStagger | kScaleAfter>)       \
+  X(36, StreamCfg<1, 2, 8, 2, 3, kXL1 | kStagger | kScaleAfter>)       \
+  X(37, StreamCfg<2, 4, 2, 2, 3, kXL1 | kStagger | kScaleAfter>)       \
+  X(38, StreamCfg<2, 8, 1, 4, 2, kXL1 | kStagger | kScaleAfter>)       \
+  X(39, StreamCfg<2, 4, 1, 4, 3, kXL1 | kStagger | kScaleAfter>)
 #else
 #define AWQ_STREAM_TUNING(X)
 #endif
@@ -1128,8 +1207,6 @@ constexpr bool kStreamPdl = false;
 
 // "Few rows": fewer than kMinBlocksPerSm blocks of 32 rows per SM (N < 8448 on 132 SMs).
 constexpr int kMinBlocksPerSm = 2;
-// Above this K, few-row layers switch to the 16-row, K-split StreamK (M <= 4).
-constexpr int64_t kLongK = 4096;
 
 Status dispatch_candidate(int id, const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
   switch (id) {
@@ -1147,10 +1224,7 @@ Status stream_auto(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
   const DeviceInfo dev = device_info(p.sm_count);
   const bool few_rows = (p.n + 31) / 32 < int64_t(kMinBlocksPerSm) * dev.sm_count;
   if (p.m <= 8) {
-    if (few_rows && p.k > kLongK) {
-      if (p.m <= 4) return dispatch_stream<StreamK>(p, stream, pdl);
-      return dispatch_dtype<CfgSmallM>(p, stream, 0, nullptr);
-    }
+    if (few_rows) return p.m > 4 ? dispatch_stream<StreamN32W16>(p, stream, pdl) : dispatch_stream<StreamK>(p, stream, pdl);
     return dispatch_stream<StreamN32>(p, stream, pdl);
   }
   return few_rows ? dispatch_stream<StreamN32M16>(p, stream, pdl) : dispatch_stream<StreamN64M16>(p, stream, pdl);
@@ -1159,8 +1233,8 @@ Status stream_auto(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
 }  // namespace
 
 namespace detail {
-// Register-pipelined GEMV entry (the previous decode kernel; the dispatcher uses it for M 5..8 on few
-// rows with long K, and where a streaming configuration does not fit the device's shared memory), for
+// Register-pipelined GEMV entry (the previous decode kernel; the dispatcher uses it only
+// where a streaming configuration does not fit the device's shared memory), for
 // the benchmark's comparisons. cfg: 0 = its choice by M. split: 0 = heuristic, else a power of two <= 8 (> 1
 // needs sm_90). plan_split non-null: launch nothing, store the split that would be used.
 Status int4_gemv(const Int4LinearParams& p, cudaStream_t stream, int cfg, int split, int* plan_split) {
@@ -1172,8 +1246,8 @@ Status int4_gemv(const Int4LinearParams& p, cudaStream_t stream, int cfg, int sp
 }
 
 // Streaming GEMV with a forced configuration (benchmark sweeps, tests).
-// cfg: 0 = the library's choice; 9, 10, 15, 16 = the library's configurations; other ids 1..17 = sweep
-// candidates, built only with -DAWQ_GEMV_TUNING (kUnsupported otherwise). Any M works with any
+// cfg: 0 = the library's choice; 15, 16, 18, 19, 25 = the library's configurations; the other ids of
+// AWQ_STREAM_TUNING are sweep candidates, built only with -DAWQ_GEMV_TUNING (kUnsupported otherwise). Any M works with any
 // configuration (rows past 8 MT run as further block rows). pdl: < 0 the library default, 0 off, 1 on.
 Status int4_gemv_stream(const Int4LinearParams& p, cudaStream_t stream, int cfg, int pdl) {
   if (!gemv_shape_ok(p)) return Status::kUnsupported;
