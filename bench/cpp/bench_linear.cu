@@ -5,7 +5,7 @@
 //   nvcc -O3 -std=c++17 -DAWQ_GEMV_TUNING -Icsrc/include -Icsrc/kernels/cuda
 //        -gencode arch=compute_90a,code=sm_90a -Xcompiler -fopenmp bench/cpp/bench_linear.cu
 //        csrc/kernels/cuda/int4_linear.cu bench/cpp/int4_gemm_stub.cu -lcublas -lgomp -o bench_linear
-// (-DAWQ_GEMV_TUNING adds the 13 sweep candidates to the library's 5 streaming configurations; link
+// (-DAWQ_GEMV_TUNING adds the 22 sweep candidates to the library's 4 streaming configurations; link
 // csrc/kernels/cuda/int4_gemm.cu instead of the stub to include the large-M GEMM; the stub declines
 // every M > 32). bench/cpp/run_linear_device.sh runs the steps below on the device machine.
 //
@@ -217,10 +217,11 @@ constexpr int kOldCfg = 100;
 // every candidate of the sweep (AWQ_STREAM_TUNING), listed with their number of 8-row x tiles.
 static std::vector<int> stream_cfgs(bool small_m_only, bool large_m_only) {
   // (id, 8-row x tiles): the library's four, then the candidates of AWQ_STREAM_TUNING
-  std::vector<std::pair<int, int>> all = {{18, 1}, {19, 1}, {25, 1}, {15, 2}, {16, 2}};
+  std::vector<std::pair<int, int>> all = {{18, 1}, {44, 1}, {15, 2}, {16, 2}};
 #ifdef AWQ_GEMV_TUNING
-  for (auto c : {std::pair<int, int>{9, 1}, {10, 1}, {20, 2}, {21, 2}, {24, 1}, {32, 1}, {33, 1}, {34, 1}, {35, 1},
-                 {36, 1}, {37, 2}, {38, 2}, {39, 2}}) {
+  for (auto c : {std::pair<int, int>{9, 1}, {10, 1}, {19, 1}, {25, 1}, {20, 2}, {21, 2}, {24, 1}, {32, 1}, {33, 1}, {34, 1}, {35, 1},
+                 {36, 1}, {37, 2}, {38, 2}, {39, 2}, {40, 2}, {41, 2}, {42, 2}, {43, 1}, {45, 2},
+                 {46, 2}, {47, 1}}) {
     all.push_back(c);
   }
 #endif

@@ -14,7 +14,8 @@
 //     mapping of the tiling drawn below.
 //   int4_stream_kernel (the default): weights DRAM -> shared memory with cp.async in whole-row runs
 //     (one warp copies 512 contiguous bytes of a row), a multistage pipeline per block, x staged per
-//     stage through L1, blocks walking K from staggered offsets, split-K across the warps of a block.
+//     stage through L1 (or, kXDirect, loaded straight into mma fragments), blocks walking K from
+//     staggered offsets, split-K across the warps of a block.
 //   int4_gemv_kernel (the previous decode kernel, now the fallback where a streaming configuration's
 //     shared memory does not fit the device, e.g. sm_86/89): weights DRAM -> registers, U k-blocks in flight per warp, x for the block's K-slice in
 //     shared memory, split-K across the blocks of a thread-block cluster (sm_90) reduced through
@@ -745,7 +746,10 @@ constexpr int kStreamPad = 64;
 //             mma runs on the exact integers q - z and the row's scale multiplies the k-block's fp32
 //             partial sum instead of every weight (4 of 13 dequantization instructions per word gone;
 //             products are (q - z) x, scaled once in fp32: no fp16 rounding of the dequantized weight)
-constexpr int kXL1 = 1, kStagger = 2, kScaleAfter = 4;
+//   kXDirect  x fragments straight from global memory (L1-cached 16-byte loads) into registers instead
+//             of staging x through shared memory: at M = 16 the staged x of a stage is twice its
+//             weights, so shared memory, not registers, capped the resident blocks (1 per SM)
+constexpr int kXL1 = 1, kStagger = 2, kScaleAfter = 4, kXDirect = 8;
 
 template <int MT_, int RW_, int KW_, int KBW_, int STAGES_, int FLAGS_ = 0, int NT_ = 1>
 struct StreamCfg {
@@ -921,12 +925,15 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
 #pragma unroll
         for (int j = 0; j < 4; ++j) acc[nt][mt][p][j] = 0.0f;
 
+  constexpr bool kXD = (C::FLAGS & kXDirect) != 0;
   auto compute = [&](int s) {
     const unsigned char* base = slot(s);
     const unsigned char* xrow[MT];
+    const uint16_t* xg[MT];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
       xrow[mt] = base + C::kWBytes + Sz::kBytes + min(8 * mt + g, mc - 1) * C::kXRow + t * 16;
+      xg[mt] = a.x + size_t(m0 + min(8 * mt + g, mc - 1)) * a.x_stride + phys(s) * KSB + 32 * t;
     }
 #pragma unroll
     for (int j = 0; j < C::KBW; ++j) {
@@ -935,7 +942,16 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) xf[mt][i] = *reinterpret_cast<const uint4*>(xrow[mt] + (b * 16 + 4 * i) * 16);
+        for (int i = 0; i < 4; ++i) {
+          if constexpr (kXD) {
+            // x[row][k0 + 32 t + 8 i .. + 7]: the unit the permuted mma step pair 2i, 2i+1 needs (K % 32 == 0:
+            // a unit is all in or all out)
+            const bool in = phys(s) * KSB + b * 128 + 32 * t + 8 * i < a.k;
+            xf[mt][i] = in ? __ldg(reinterpret_cast<const uint4*>(xg[mt] + b * 128 + 8 * i)) : make_uint4(0, 0, 0, 0);
+          } else {
+            xf[mt][i] = *reinterpret_cast<const uint4*>(xrow[mt] + (b * 16 + 4 * i) * 16);
+          }
+        }
 #pragma unroll
       for (int nt = 0; nt < C::NT; ++nt) {
         const int row = 16 * (rw * C::NT + nt) + g;
@@ -999,7 +1015,7 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
     constexpr int s = decltype(ec)::value;
     if (s < a.n_stages) {
       load_w(s);
-      load_x(s);
+      if constexpr (!kXD) load_x(s);
       fetch_sz(ec, s);
     }
     cp_async_commit();
@@ -1013,7 +1029,7 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
       __syncthreads();   // stage s visible to all; the slot of stage s - 1 is free for stage s + R
       if (s + R < a.n_stages) {
         load_w(s + R);
-        load_x(s + R);
+        if constexpr (!kXD) load_x(s + R);
         fetch_sz(ec, s + R);
       }
       cp_async_commit();
@@ -1062,7 +1078,7 @@ template <typename C>
 int stream_slot_bytes(int group_size, int mc) {
   const int groups = C::KSB / group_size;
   const int sz = (C::BN * (groups + 1) * 4 + 15) / 16 * 16;
-  return C::kWBytes + sz + mc * C::kXRow;
+  return C::kWBytes + sz + ((C::FLAGS & kXDirect) ? 0 : mc * C::kXRow);
 }
 
 template <typename C>
@@ -1097,6 +1113,7 @@ Status launch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
   a.n_stages = int((p.k + C::KSB - 1) / C::KSB);
   a.slot_bytes = stream_slot_bytes<C>(G, mc);
   a.x_vec_ok = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.x_stride % 8 == 0;
+  if ((C::FLAGS & kXDirect) && !a.x_vec_ok) return Status::kUnsupported;   // 16-byte x loads only
   const bool use_pdl = pdl && dev.cc_major >= 9;
   a.prefetch = use_pdl;
 
@@ -1146,12 +1163,11 @@ Status dispatch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl)
 
 // Streaming configurations, StreamCfg<MT, RW, KW, KBW, STAGES, FLAGS, NT = 1>: BN = 16 RW NT rows per
 // block, RW x KW warps, KSB = 128 KBW KW k per stage. Built into the library (fp16 and bf16, G
-// 32/64/128: 30 kernels), chosen from two sweeps on the six LLM shapes (H200, fp16 and bf16, M 1..16,
+// 32/64/128: 24 kernels), chosen from sweeps on the six LLM shapes (H200, fp16 and bf16, M 1..16,
 // bench/results/linear_decode_h200.md); ids are those of the sweeps:
 //   id  name          MT RW KW KBW ST flags           BN  KSB   used for
-//   19  StreamK        1  1  8  2  3  L1|stagger|SA   16  2048  M <= 4, few rows
+//   44  StreamKX       1  1  8  2  3  stagger|SA|XD   16  2048  M <= 8, few rows (x 16-byte aligned)
 //   18  StreamN32      1  2  4  2  2  L1|stagger|SA   32  1024  M <= 8 otherwise
-//   25  StreamN32W16   1  2  8  2  2  L1|stagger|SA   32  2048  M 5..8, few rows (16 warps)
 //   15  StreamN32M16   2  2  4  2  3  L1|stagger      32  1024  M 9..16 (and 16-row chunks of M <= 32), few rows
 //   16  StreamN64M16   2  4  2  2  2  L1|stagger      64   512  M 9..16, many rows
 // First sweep (17 candidates, 08:22 UTC), geo-means of the time ratio over 6 shapes x M: x through L1
@@ -1159,23 +1175,21 @@ Status dispatch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl)
 // grows with M; from L2, every block of the GPU reads the same few lines at once); two stages beat
 // three or four where it buys more resident blocks (5-7 %); 8 warps per block beat 4; the staggered K
 // order changed nothing measurable (kept: it costs nothing).
-// Second sweep (09:55 UTC, g128): kScaleAfter (SA) is 3-10 % faster at M <= 8 (28672 x 8192 M = 1:
-// 45.6 -> 42.1 us) and equal or slower at M = 16, where the two extra adds per mma pair and x tiles
-// outweigh the 4 saved multiplies; also removing the zero point from the loop (mma on B + q, the zero
-// folded through an all-ones mma giving sum(x)) was 5-20 % SLOWER than SA alone, deeper pipelines
-// (3, 5, 6 stages) and 2 tiles per warp did not help (the kernel is neither issue- nor bytes-in-flight
-// bound at these sizes), so those forms were dropped. 16 warps (25) beat the register-pipelined GEMV
-// at M 5..8 on few rows (4096 x 11008 M = 8: 17.1 vs 18.5 us).
-using StreamK = StreamCfg<1, 1, 8, 2, 3, kXL1 | kStagger | kScaleAfter>;
+// Second and third sweeps (09:52-10:10 UTC, g128): kScaleAfter (SA) is 3-10 % faster at M <= 8
+// (28672 x 8192 M = 1: 45.6 -> 42.1 us) and equal or slower at M = 16, where the two extra adds per
+// mma pair and x tile outweigh the 4 saved multiplies. kXDirect (XD) on the 16-row, K-split tile wins
+// 8-17 % on few rows (4096 x 11008 M = 1: 13.9 -> 12.5 us, M = 8: 17.1 -> 14.2 us) and loses 20-30 %
+// on many rows or at M = 16. Also measured and dropped: the zero point out of the loop as well (mma
+// on 1024 + q, the zero folded in through an all-ones mma giving sum(x): 5-20 % slower than SA alone),
+// deeper pipelines (3, 5, 6 stages), 2 tiles per warp, 16-warp blocks.
+using StreamKX = StreamCfg<1, 1, 8, 2, 3, kStagger | kScaleAfter | kXDirect>;
 using StreamN32 = StreamCfg<1, 2, 4, 2, 2, kXL1 | kStagger | kScaleAfter>;
-using StreamN32W16 = StreamCfg<1, 2, 8, 2, 2, kXL1 | kStagger | kScaleAfter>;
 using StreamN32M16 = StreamCfg<2, 2, 4, 2, 3, kXL1 | kStagger>;
 using StreamN64M16 = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger>;
 
 #define AWQ_STREAM_LIBRARY(X) \
-  X(19, StreamK)              \
+  X(44, StreamKX)             \
   X(18, StreamN32)            \
-  X(25, StreamN32W16)         \
   X(15, StreamN32M16)         \
   X(16, StreamN64M16)
 
@@ -1186,6 +1200,8 @@ using StreamN64M16 = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger>;
 #define AWQ_STREAM_TUNING(X)                                           \
   X(9, StreamCfg<1, 1, 8, 2, 3, kXL1 | kStagger>)                      \
   X(10, StreamCfg<1, 2, 4, 2, 2, kXL1 | kStagger>)                     \
+  X(19, StreamCfg<1, 1, 8, 2, 3, kXL1 | kStagger | kScaleAfter>)       \
+  X(25, StreamCfg<1, 2, 8, 2, 2, kXL1 | kStagger | kScaleAfter>)       \
   X(20, StreamCfg<2, 2, 4, 2, 3, kXL1 | kStagger | kScaleAfter>)       \
   X(21, StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger | kScaleAfter>)       \
   X(24, StreamCfg<1, 1, 4, 2, 2, kXL1 | kStagger | kScaleAfter, 2>)    \
@@ -1196,7 +1212,14 @@ using StreamN64M16 = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger>;
   X(36, StreamCfg<1, 2, 8, 2, 3, kXL1 | kStagger | kScaleAfter>)       \
   X(37, StreamCfg<2, 4, 2, 2, 3, kXL1 | kStagger | kScaleAfter>)       \
   X(38, StreamCfg<2, 8, 1, 4, 2, kXL1 | kStagger | kScaleAfter>)       \
-  X(39, StreamCfg<2, 4, 1, 4, 3, kXL1 | kStagger | kScaleAfter>)
+  X(39, StreamCfg<2, 4, 1, 4, 3, kXL1 | kStagger | kScaleAfter>)       \
+  X(40, StreamCfg<2, 2, 4, 2, 3, kStagger | kXDirect>)                 \
+  X(41, StreamCfg<2, 4, 2, 2, 2, kStagger | kXDirect>)                 \
+  X(42, StreamCfg<2, 2, 4, 2, 2, kStagger | kXDirect>)                 \
+  X(43, StreamCfg<1, 2, 4, 2, 2, kStagger | kScaleAfter | kXDirect>)   \
+  X(45, StreamCfg<2, 4, 2, 2, 3, kStagger | kXDirect>)                 \
+  X(46, StreamCfg<2, 2, 4, 2, 4, kStagger | kXDirect>)                 \
+  X(47, StreamCfg<1, 2, 4, 2, 3, kStagger | kScaleAfter | kXDirect>)
 #else
 #define AWQ_STREAM_TUNING(X)
 #endif
@@ -1224,7 +1247,9 @@ Status stream_auto(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
   const DeviceInfo dev = device_info(p.sm_count);
   const bool few_rows = (p.n + 31) / 32 < int64_t(kMinBlocksPerSm) * dev.sm_count;
   if (p.m <= 8) {
-    if (few_rows) return p.m > 4 ? dispatch_stream<StreamN32W16>(p, stream, pdl) : dispatch_stream<StreamK>(p, stream, pdl);
+    // StreamKX reads x with 16-byte loads; otherwise (x rows not 16-byte aligned) StreamN32 stages x
+    const bool x_vec = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.x_stride % 8 == 0;
+    if (few_rows && x_vec) return dispatch_stream<StreamKX>(p, stream, pdl);
     return dispatch_stream<StreamN32>(p, stream, pdl);
   }
   return few_rows ? dispatch_stream<StreamN32M16>(p, stream, pdl) : dispatch_stream<StreamN64M16>(p, stream, pdl);
@@ -1246,7 +1271,7 @@ Status int4_gemv(const Int4LinearParams& p, cudaStream_t stream, int cfg, int sp
 }
 
 // Streaming GEMV with a forced configuration (benchmark sweeps, tests).
-// cfg: 0 = the library's choice; 15, 16, 18, 19, 25 = the library's configurations; the other ids of
+// cfg: 0 = the library's choice; 15, 16, 18, 44 = the library's configurations; the other ids of
 // AWQ_STREAM_TUNING are sweep candidates, built only with -DAWQ_GEMV_TUNING (kUnsupported otherwise). Any M works with any
 // configuration (rows past 8 MT run as further block rows). pdl: < 0 the library default, 0 off, 1 on.
 Status int4_gemv_stream(const Int4LinearParams& p, cudaStream_t stream, int cfg, int pdl) {
