@@ -37,11 +37,14 @@ def quantize(model: nn.Module, config: AWQConfig, calib_data: CalibData = None, 
 
 def quantize_with_report(model: nn.Module, config: AWQConfig, calib_data: CalibData = None, tokenizer=None,
                          device: torch.device | str | None = None, measure_rtn: bool = False,
-                         progress: bool | None = None) -> tuple[nn.Module, list[BlockReport]]:
+                         progress: bool | None = None, measure_memory: bool = False
+                         ) -> tuple[nn.Module, list[BlockReport]]:
     """quantize(), also returning per-block reports (group losses before/after scaling, block MSE).
 
     measure_rtn: also measure each block's output MSE with round-to-nearest weights (one more
     forward per block).
+    measure_memory: on CUDA, record the peak GPU memory allocated during each step of each block in
+    BlockReport.step_peak_bytes (resets torch.cuda's peak-memory statistics as it goes).
     """
     _check_model(model, config)
     adapter = get_adapter(model)
@@ -56,7 +59,8 @@ def quantize_with_report(model: nn.Module, config: AWQConfig, calib_data: CalibD
 
     reports = quantize_blocks(
         adapter.get_blocks(model), lambda i, block: adapter.plan(block, i, config), adapter.embed_modules(model),
-        run_model, batches, config, device, measure_rtn=measure_rtn, progress=progress)
+        run_model, batches, config, device, measure_rtn=measure_rtn, progress=progress,
+        measure_memory=measure_memory)
     return model, reports
 
 

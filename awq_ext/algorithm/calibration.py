@@ -34,11 +34,14 @@ def _identity_forward(*args, **kwargs):
 
 
 def capture_block_inputs(run_model: Callable[[Any], Any], blocks: Sequence[nn.Module],
-                         batches: Iterable[Any]) -> BlockInputs:
+                         batches: Iterable[Any],
+                         store: Callable[[torch.Tensor], torch.Tensor] | None = None) -> BlockInputs:
     """Run run_model(batch) for each batch and record the inputs of every block.
 
     The caller puts the embedding path on the compute device first; blocks may stay anywhere since
     none of them runs.
+    store: applied to block 0's hidden state of each batch as it is recorded (e.g. a copy to host
+    memory, so that the inputs of all batches never sit on the compute device together).
     """
     hidden: list[torch.Tensor] = []
     kwargs: list[list[dict[str, Any]]] = [[] for _ in blocks]
@@ -47,7 +50,8 @@ def capture_block_inputs(run_model: Callable[[Any], Any], blocks: Sequence[nn.Mo
     def make_hook(i):
         def hook(module, args, kw):
             if i == 0:
-                hidden.append(args[0] if args else kw["hidden_states"])
+                h = args[0] if args else kw["hidden_states"]
+                hidden.append(h if store is None else store(h))
             kwargs[i].append({k: v for k, v in kw.items() if k != "hidden_states"})
             if i == last:
                 raise _StopCapture

@@ -32,26 +32,34 @@ def format_block_report(r: BlockReport) -> str:
 def quantize_blocks(blocks: Sequence[nn.Module], plan_fn: Callable[[int, nn.Module], BlockPlan],
                     embed_modules: Sequence[nn.Module], run_model: Callable[[Any], Any],
                     batches: Iterable[Any], config: AWQConfig, device: torch.device,
-                    measure_rtn: bool = False, progress: bool | None = None) -> list[BlockReport]:
+                    measure_rtn: bool = False, progress: bool | None = None,
+                    measure_memory: bool = False) -> list[BlockReport]:
     """Quantize every block in place; returns one report per block.
 
     run_model(batch) runs the model's forward on one calibration batch (already on `device`); only
     embed_modules are moved to `device` for it, and each block visits `device` only while it is
     quantized, then returns to where it was.
     progress: tqdm bar over blocks (None: only on a terminal).
+    measure_memory: on CUDA, each report's step_peak_bytes holds the peak allocated bytes of each step
+        (block 0's also the capture of the block inputs); resets the device's peak-memory statistics.
     """
     homes = [module_device(m) for m in embed_modules]
     for m in embed_modules:
         m.to(device)
+    # block inputs wait on the host while another block runs (see quantize_block), from capture on
+    host = torch.device("cpu")
+    store = (lambda h: to_host(h, host)) if torch.device(device).type == "cuda" else None
     try:
-        inputs = capture_block_inputs(run_model, blocks, batches)
+        inputs = capture_block_inputs(run_model, blocks, batches, store)
     finally:
         for m, home in zip(embed_modules, homes):
             m.to(home)
-    # block inputs wait on the host while another block runs (see quantize_block)
-    host = torch.device("cpu")
-    hidden = [to_host(h, host) for h in inputs.hidden] if torch.device(device).type == "cuda" else inputs.hidden
+    hidden = inputs.hidden
     inputs.hidden = []
+    capture_peak = None
+    if measure_memory and torch.device(device).type == "cuda":
+        capture_peak = torch.cuda.max_memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
     total_tokens = sum(h.numel() // h.shape[-1] for h in hidden)
     if total_tokens == 0:
         raise ValueError("calibration data is empty: 0 tokens reached the first block")
@@ -67,9 +75,13 @@ def quantize_blocks(blocks: Sequence[nn.Module], plan_fn: Callable[[int, nn.Modu
             home = module_device(block)
             block.to(device)
             plan = plan_fn(i, block)
-            hidden, report = quantize_block(block, plan, hidden, inputs.kwargs[i], config, generator, measure_rtn)
+            hidden, report = quantize_block(block, plan, hidden, inputs.kwargs[i], config, generator, measure_rtn,
+                                            measure_memory)
+            del plan
             block.to(home)
             inputs.kwargs[i] = []
+            if capture_peak is not None and i == 0:
+                report.step_peak_bytes = {"capture": capture_peak, **report.step_peak_bytes}
             report.seconds = time.perf_counter() - t0
             reports.append(report)
             log.info("%s", format_block_report(report))

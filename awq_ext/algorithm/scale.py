@@ -27,13 +27,31 @@ class ScaleResult:
     loss_best: float      # the same with the chosen scale (<= loss_rtn)
 
 
+#: fp32 elements of a weight converted at a time (32 MiB) when a scale is folded in: no fp32 copy of
+#: a whole weight (gate of a 7B block: 172 MiB, twice, besides the fp16 result)
+CHUNK_ELEMS = 1 << 23
+
+
+def _row_chunks(w: torch.Tensor) -> list[torch.Tensor]:
+    """Views of w [N, K] in slices of whole rows, about CHUNK_ELEMS elements each."""
+    return list(w.split(max(1, CHUNK_ELEMS // max(1, w[0].numel()))))
+
+
 def weight_magnitude(weights: list[torch.Tensor], group_size: int) -> torch.Tensor:
-    """Mean over rows of |w| normalized by its group's max: the per-channel weight size duo scaling uses."""
-    w = torch.cat([x.float() for x in weights], dim=0)           # [N_total, K]
-    n, k = w.shape
+    """Mean over rows of |w| normalized by its group's max: the per-channel weight size duo scaling uses.
+
+    One fp32 copy of the stacked weights, worked on in place (gate+up of a 7B block: 344 MiB, where
+    cat, abs and the division as separate tensors held three times that at once).
+    """
+    n, k = sum(x.shape[0] for x in weights), weights[0].shape[1]
+    w = torch.empty(n, k, dtype=torch.float32, device=weights[0].device)  # [N_total, K]
+    start = 0
+    for x in weights:
+        w[start:start + x.shape[0]].copy_(x)
+        start += x.shape[0]
     g = k if group_size == -1 else group_size
-    wg = w.abs().reshape(n, k // g, g)                           # [N, K] -> [N, G, g]
-    wg = wg / wg.amax(-1, keepdim=True).clamp_min(1e-8)
+    wg = w.abs_().reshape(n, k // g, g)                          # [N, K] -> [N, G, g]
+    wg.div_(wg.amax(-1, keepdim=True).clamp_min(1e-8))
     return wg.reshape(n, k).mean(0)                              # [K]
 
 
@@ -63,6 +81,7 @@ def search_scale(group: ScaleGroup, x_mean: torch.Tensor, loss_fn: Callable[[], 
 
     def loss_with(scale: torch.Tensor | None) -> float:
         for lin, w in zip(lins, originals):
+            lin.weight.data = w  # frees the previous candidate before the next one is allocated
             lin.weight.data = ops.pseudo_quantize(w, config.bits, config.group_size, config.zero_point, scale=scale)
         return loss_fn()
 
@@ -95,9 +114,18 @@ def apply_scale(group: ScaleGroup, scale: torch.Tensor) -> None:
     def set_(p: nn.Parameter, v: torch.Tensor):
         p.data.copy_(v.to(p.dtype))
 
+    def set_rows_(w: torch.Tensor, fn):
+        """w [N, K] <- fn(fp32 rows, row slice), one slice of rows at a time (elementwise: the same
+        numbers as on the whole weight)."""
+        start = 0
+        for part in _row_chunks(w.data):
+            stop = start + part.shape[0]
+            part.copy_(fn(part.float(), slice(start, stop)).to(w.dtype))
+            start = stop
+
     s_prev = s.to(prev.weight.device)
     if group.prev_kind == PREV_LINEAR:
-        set_(prev.weight, prev.weight.float() / s_prev.unsqueeze(1))  # rows of W [out, in]
+        set_rows_(prev.weight, lambda w, r: w / s_prev[r].unsqueeze(1))  # rows of W [out, in]
         if prev.bias is not None:
             set_(prev.bias, prev.bias.float() / s_prev)
     elif group.prev_kind == PREV_NORM:
@@ -109,4 +137,5 @@ def apply_scale(group: ScaleGroup, scale: torch.Tensor) -> None:
         if getattr(prev, "bias", None) is not None:
             set_(prev.bias, prev.bias.float() / s_prev)
     for lin in group.linears.values():
-        set_(lin.weight, lin.weight.float() * s.to(lin.weight.device).unsqueeze(0))  # columns of W [out, in]
+        s_lin = s.to(lin.weight.device).unsqueeze(0)
+        set_rows_(lin.weight, lambda w, r: w * s_lin)  # columns of W [out, in]
