@@ -50,6 +50,11 @@ def perplexity(model, tokens: torch.Tensor, window: int = DEFAULT_WINDOW, n_toke
     device = torch.device(device) if device is not None else model_device(model)
     windows = tokens[: n_windows * window].reshape(n_windows, window)  # [T] -> [n_windows, window]
     nll, count = 0.0, 0
+    if device.type == "cuda":
+        # untimed warm-up forward: lazy kernel loading, cuBLAS handles and an idle GPU's clock ramp
+        # would otherwise be charged to whichever model is evaluated first
+        model(input_ids=windows[:batch_size].to(device), use_cache=False)
+        torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     for start in range(0, n_windows, batch_size):
         ids = windows[start:start + batch_size].to(device)

@@ -100,11 +100,18 @@ struct Divisor {
 // the register budget does: 2 rows x 2 vectors fits 64 registers (4 blocks of 256 per SM) and was
 // the fastest, 2 x 4 and 4 x 2 (80 registers, 3 blocks) were 5-10 % slower. INT4 quantization
 // writes a quarter of the bytes and gains from 4 vectors (its 32 codes leave in one 16-byte store).
-// With in_scale the thread also keeps 2 x V scales and reciprocals (96 registers, 2 blocks).
+// With in_scale the thread also keeps 2 x V scales and reciprocals (3 blocks, see AWQ_SCALE_MIN_BLOCKS).
 #ifndef AWQ_QUANT_ROWS
 #define AWQ_QUANT_ROWS 2
 #endif
 constexpr int kRows = AWQ_QUANT_ROWS;
+// in_scale kernels: resident blocks of 256 the register budget is fitted to (overridable for tuning).
+// H200, 2026-11-21 10:27 UTC (bench/results/quant_notes.md): 3 blocks (85 registers, a few spilled
+// words) with w * s recomputed in the second pass beat 2 blocks (107-113 registers) by 4-7 %; one row
+// in flight instead of two did not help.
+#ifndef AWQ_SCALE_MIN_BLOCKS
+#define AWQ_SCALE_MIN_BLOCKS 3
+#endif
 template <Mode M>
 constexpr int kVecsFor = M == Mode::kInt4 ? 4 : 2;
 
@@ -146,9 +153,9 @@ __device__ __forceinline__ void store_words(int32_t* p, const uint32_t (&w)[W]) 
 // kScale: pseudo-quantization with an in_scale vector (w * s, quantize, / s).
 // slots: row slots of the persistent grid; threads at or past slots * tpr exit at once.
 // Register budget (launch bounds): 64 for 4 blocks per SM when kRows x kVecs <= 4 (the occupancy
-// that made pseudo-quantization fastest), 80 (3 blocks) for INT4's 2 x 4, 128 with in_scale.
+// that made pseudo-quantization fastest), 80 (3 blocks) for INT4's 2 x 4, 85 (3 blocks) with in_scale.
 template <typename T, int kLanes, int kVecs, Mode M, bool kScale>
-__global__ void __launch_bounds__(kThreads, kScale ? 2 : (kRows * kVecs <= 4 ? 4 : kRows * kVecs <= 8 ? 3 : 2))
+__global__ void __launch_bounds__(kThreads, kScale ? AWQ_SCALE_MIN_BLOCKS : (kRows * kVecs <= 4 ? 4 : kRows * kVecs <= 8 ? 3 : 2))
     group_fast_kernel(const GroupArgs a, int64_t slots) {
   constexpr int V = kVec<T>;
   constexpr int G = kLanes * kVecs * V;
@@ -220,7 +227,10 @@ __global__ void __launch_bounds__(kThreads, kScale ? 2 : (kRows * kVecs <= 4 ? 4
       // values), and each vector is unpacked only where it is quantized (fewer live registers).
       // Otherwise the fp32 values (times in_scale) are kept for both passes.
       constexpr bool kPacked = !kScale && sizeof(T) == 2;
-      float v[kPacked ? 1 : kVecs][V];
+      // 16-bit T with in_scale: w * s is formed again in the second pass from the raw bits instead of
+      // being kept (fewer live registers: part of what lets 3 blocks fit, see AWQ_SCALE_MIN_BLOCKS)
+      constexpr bool kRecompute = kScale && sizeof(T) == 2;
+      float v[kPacked || kRecompute ? 1 : kVecs][V];
       float mn, mx;
       if constexpr (kPacked) {
         using T2 = typename Pair<T>::T2;
@@ -241,6 +251,20 @@ __global__ void __launch_bounds__(kThreads, kScale ? 2 : (kRows * kVecs <= 4 ? 4
         }
         mn = fminf(Elem<T>::to_f(lo2.x), Elem<T>::to_f(lo2.y));
         mx = fmaxf(Elem<T>::to_f(hi2.x), Elem<T>::to_f(hi2.y));
+      } else if constexpr (kRecompute) {
+        mn = INFINITY;
+        mx = -INFINITY;
+#pragma unroll
+        for (int u = 0; u < kVecs; ++u) {
+          float x[V];
+          quant::unpack<T>(raw[i][u], x);
+#pragma unroll
+          for (int e = 0; e < V; ++e) {
+            const float y = __fmul_rn(x[e], sc[u][e]);
+            mn = fminf(mn, y);
+            mx = fmaxf(mx, y);
+          }
+        }
       } else {
 #pragma unroll
         for (int u = 0; u < kVecs; ++u) {
@@ -264,6 +288,10 @@ __global__ void __launch_bounds__(kThreads, kScale ? 2 : (kRows * kVecs <= 4 ? 4
       auto values = [&](int u, float (&x)[V]) {
         if constexpr (kPacked) {
           quant::unpack<T>(raw[i][u], x);
+        } else if constexpr (kRecompute) {
+          quant::unpack<T>(raw[i][u], x);
+#pragma unroll
+          for (int e = 0; e < V; ++e) x[e] = __fmul_rn(x[e], sc[u][e]);
         } else {
 #pragma unroll
           for (int e = 0; e < V; ++e) x[e] = v[u][e];
