@@ -28,6 +28,24 @@ def pseudo_quantize(w: torch.Tensor, bits: int, group_size: int, zero_point: boo
     return _ops.pseudo_quantize(w, bits, group_size, zero_point, scale, clip)
 
 
+def pseudo_quantize_error(w: torch.Tensor, scales: torch.Tensor, bits: int, group_size: int, zero_point: bool,
+                          channel_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Pseudo-quantization error of w [N, K] under C candidate per-input-channel scalings.
+
+    scales: fp32 [C, K], one candidate scaling per row; channel_weight: optional fp32 [K] (e.g. mean
+    x^2 per input channel from calibration, which makes the error a diagonal estimate of the output
+    error; None = all ones). Returns err fp32 [C] with
+
+        err[c] = sum_{n, k} channel_weight[k] * (pseudo_quantize(w, bits, group_size, zero_point,
+                                                                 scales[c])[n, k] - w[n, k]) ** 2
+
+    where the pseudo-quantized values are exactly the ``pseudo_quantize`` op's (same dtype rounding),
+    differences in fp32, sums in fp32 on CUDA (deterministic order) and fp64 on the CPU. No [C, N, K]
+    or [N, K] tensor is materialized: on the GPU W is read once per block of up to 24 candidates.
+    """
+    return _ops.pseudo_quantize_error(w, scales, bits, group_size, zero_point, channel_weight)
+
+
 def quantize_int4(w: torch.Tensor, group_size: int, zero_point: bool, clip: torch.Tensor | None = None):
     """w [N, K] -> (qweight int32 [N, K/8], scales [N, G] in w.dtype, zeros uint8 [N, G])."""
     return _ops.quantize_int4(w, group_size, zero_point, clip)
@@ -69,6 +87,11 @@ def _act_stats_fake(x, abs_sum, abs_max, count):
 @torch.library.register_fake("awq_ext::pseudo_quantize")
 def _pseudo_quantize_fake(w, bits, group_size, zero_point, scale=None, clip=None):
     return torch.empty_like(w)
+
+
+@torch.library.register_fake("awq_ext::pseudo_quantize_error")
+def _pseudo_quantize_error_fake(w, scales, bits, group_size, zero_point, channel_weight=None):
+    return w.new_empty((scales.shape[0],), dtype=torch.float32)
 
 
 @torch.library.register_fake("awq_ext::quantize_int4")

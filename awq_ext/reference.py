@@ -74,6 +74,22 @@ def pseudo_quantize(w: torch.Tensor, bits: int, group_size: int, zero_point: boo
     return out.to(w.dtype)
 
 
+def pseudo_quantize_error(w: torch.Tensor, scales: torch.Tensor, bits: int, group_size: int, zero_point: bool,
+                          channel_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """err [C] fp32: err[c] = sum_{n,k} channel_weight[k] * (pseudo_quantize(w, scale=scales[c]) - w)^2.
+
+    The pseudo-quantized values are pseudo_quantize's (in w.dtype); differences, squares and sums in
+    fp64 here (the kernels: differences in fp32, sums in fp32 or fp64).
+    """
+    wd = w.double()
+    cw = None if channel_weight is None else channel_weight.double()  # [K], broadcast over rows
+    err = []
+    for c in range(scales.shape[0]):
+        d2 = (pseudo_quantize(w, bits, group_size, zero_point, scales[c]).double() - wd).pow(2)  # [N, K]
+        err.append((d2 if cw is None else d2 * cw).sum())
+    return torch.stack(err).float() if err else torch.zeros(0)
+
+
 def pack_kernel(codes: torch.Tensor) -> torch.Tensor:
     """codes [N, K] in 0..15 -> int32 [N, K/8], nibble i = element NIBBLE_ORDER[i] of each 8."""
     n, k = codes.shape

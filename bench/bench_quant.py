@@ -157,6 +157,25 @@ def bench_ops(rows: list, copy_gbs: float):
             add("pseudo_quantize", shape, dtype, us, 2 * n * k * esz, "incl. output allocation")
             us = _median_us(lambda i: ops.pseudo_quantize(ws[i % nc], 4, 128, True, scale), 30)
             add("pseudo_quantize", shape, dtype, us, 2 * n * k * esz, "w*s, /s; incl. allocation")
+            if (n, k) == (11008, 4096):
+                # C candidate scalings at once; bytes: W read once (the op is compute-bound: C groups'
+                # quantization per element), against the naive loop it replaces
+                cands = 20
+                cand_scales = torch.rand(cands, k, device="cuda") * 1.5 + 0.5
+                cw = torch.rand(k, device="cuda")
+                us = _median_us(lambda i: ops.pseudo_quantize_error(ws[i % nc], cand_scales, 4, 128, True, cw),
+                                20)
+
+                def naive(i):
+                    wi = ws[i % nc]
+                    wf = wi.float()
+                    return torch.stack([((ops.pseudo_quantize(wi, 4, 128, True, cand_scales[c]).float() - wf)
+                                         .pow(2) * cw).sum() for c in range(cands)])
+
+                us_naive = _median_us(naive, 10)
+                add("pseudo_quantize_error", f"{shape}, C={cands}", dtype, us, n * k * esz,
+                    f"GB/s of reading W once; naive loop ({cands} pseudo_quantize + PyTorch error) "
+                    f"{us_naive:.0f} us, {us_naive / us:.1f}x")
             side = n * (k // 128) * (esz + 1)
             us = _median_us(lambda i: ops.quantize_int4(ws[i % nc], 128, True), 30)
             add("quantize_int4", shape, dtype, us, n * k * esz + n * k // 2 + side)

@@ -23,6 +23,9 @@ def _cases(device):
         (ops.pseudo_quantize, (w, 4, 64, True, torch.rand(128, device=device) + 0.5,
                                torch.rand(24, 2, device=device) * 0.5 + 0.5)),
         (ops.pseudo_quantize, (w, 3, -1, False)),
+        (ops.pseudo_quantize_error, (w, torch.rand(3, 128, device=device) + 0.5, 4, 64, True,
+                                     torch.rand(128, device=device))),
+        (ops.pseudo_quantize_error, (w, torch.rand(1, 128, device=device) + 0.5, 3, -1, False)),
         (ops.quantize_int4, (w, 64, True)),
         (ops.dequantize_int4, (qweight, scales, zeros)),
         (ops.pack_awq, (qweight, zeros)),
@@ -34,7 +37,7 @@ def _cases(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("case", range(10))
+@pytest.mark.parametrize("case", range(12))
 def test_opcheck(device, case):
     op, args = _cases(device)[case]
     opcheck(op, args)

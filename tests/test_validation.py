@@ -9,6 +9,11 @@ def _w(n=16, k=64, dtype=torch.float16):
     return torch.randn(n, k, dtype=dtype)
 
 
+def _s(c=3, k=64):
+    """fp32 candidate scalings [C, K]."""
+    return torch.rand(c, k) + 0.5
+
+
 def _packed(n=16, k=64, g=32):
     return reference.quantize_int4(_w(n, k), g, True)
 
@@ -25,6 +30,25 @@ CASES = [
     (lambda: ops.pseudo_quantize(_w(), 4, 32, True, torch.rand(63)), r"scale must have shape \[64\], got \[63\]"),
     (lambda: ops.pseudo_quantize(_w(), 4, 32, True, None, torch.rand(16, 3)), r"clip must have shape \[16, 2\], got \[16, 3\]"),
     (lambda: ops.pseudo_quantize(_w(), 4, 32, True, None, torch.rand(16, 2).half()), r"clip must be Float, got Half"),
+    (lambda: ops.pseudo_quantize_error(_w().int(), _s(), 4, 32, True), r"pseudo_quantize_error: w must be float16, bfloat16 or float32, got Int"),
+    (lambda: ops.pseudo_quantize_error(torch.randn(2, 3, 64), _s(), 4, 32, True), r"w must be 2-D \[N, K\], got shape \[2, 3, 64\]"),
+    (lambda: ops.pseudo_quantize_error(_w(k=128)[:, ::2], _s(), 4, 32, True), r"pseudo_quantize_error: w must be contiguous"),
+    (lambda: ops.pseudo_quantize_error(_w(), _s(), 9, 32, True), r"pseudo_quantize_error: bits=9 must be in 2..8"),
+    (lambda: ops.pseudo_quantize_error(_w(), _s(), 1, 32, True), r"pseudo_quantize_error: bits=1 must be in 2..8"),
+    (lambda: ops.pseudo_quantize_error(_w(k=96), _s(k=96), 4, 64, True), r"group_size=64 must divide in_features=96"),
+    (lambda: ops.pseudo_quantize_error(_w(), _s(), 4, 0, True), r"group_size=0 must be positive or -1"),
+    (lambda: ops.pseudo_quantize_error(_w(), _s(), 4, -2, True), r"group_size=-2 must be positive or -1"),
+    (lambda: ops.pseudo_quantize_error(_w(), _s().half(), 4, 32, True), r"scales must be Float, got Half"),
+    (lambda: ops.pseudo_quantize_error(_w(), _s().double(), 4, 32, True), r"scales must be Float, got Double"),
+    (lambda: ops.pseudo_quantize_error(_w(), torch.rand(64), 4, 32, True), r"scales must be 2-D \[C, K\], got shape \[64\]"),
+    (lambda: ops.pseudo_quantize_error(_w(), _s(k=63), 4, 32, True),
+     r"scales has 63 columns \(shape \[3, 63\]\) but w has in_features=64"),
+    (lambda: ops.pseudo_quantize_error(_w(), _s(c=0), 4, 32, True),
+     r"scales must hold at least one candidate row, got shape \[0, 64\]"),
+    (lambda: ops.pseudo_quantize_error(_w(), _s(), 4, 32, True, torch.rand(63)), r"channel_weight must have shape \[64\], got \[63\]"),
+    (lambda: ops.pseudo_quantize_error(_w(), _s(), 4, 32, True, torch.rand(1, 64)),
+     r"channel_weight must have shape \[64\], got \[1, 64\]"),
+    (lambda: ops.pseudo_quantize_error(_w(), _s(), 4, 32, True, torch.rand(64).half()), r"channel_weight must be Float, got Half"),
     (lambda: ops.quantize_int4(_w(k=36), -1, True), r"in_features=36 must be a multiple of 8"),
     (lambda: ops.quantize_int4(_w(k=96), 64, True), r"group_size=64 must divide in_features=96"),
     (lambda: ops.dequantize_int4(_packed()[0], _packed()[1][:, :1].contiguous().repeat(1, 3), _packed()[2]),
@@ -83,3 +107,14 @@ def test_mismatched_devices_named():
     w = _w().cuda()
     with pytest.raises(ValueError, match=r"scale is on cpu but w is on cuda"):
         ops.pseudo_quantize(w, 4, 32, True, torch.rand(64))
+
+
+@pytest.mark.parametrize("arg", ["scales", "channel_weight"])
+def test_pseudo_quantize_error_mismatched_devices_named(arg):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device to mix devices")
+    w = _w().cuda()
+    scales = _s() if arg == "scales" else _s().cuda()
+    cw = torch.rand(64) if arg == "channel_weight" else None
+    with pytest.raises(ValueError, match=rf"pseudo_quantize_error: {arg} is on cpu but w is on cuda"):
+        ops.pseudo_quantize_error(w, scales, 4, 32, True, cw)

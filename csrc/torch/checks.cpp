@@ -52,6 +52,28 @@ int64_t check_pseudo_quantize(const at::Tensor& w, int64_t bits, int64_t group_s
   return g;
 }
 
+int64_t check_pseudo_quantize_error(const at::Tensor& w, const at::Tensor& scales, int64_t bits, int64_t group_size,
+                                    const c10::optional<at::Tensor>& channel_weight) {
+  const char* op = "awq_ext.pseudo_quantize_error";
+  check_float(op, "w", w);
+  check_dim(op, "w", w, 2, "[N, K]");
+  check_contiguous(op, "w", w);
+  check_bits(op, bits);
+  const int64_t g = resolve_group(op, group_size, w.size(1));
+  check_dtype(op, "scales", scales, at::kFloat);
+  check_dim(op, "scales", scales, 2, "[C, K]");
+  AWQ_CHECK(scales.size(1) == w.size(1), op, ": scales has ", scales.size(1), " columns (shape ", scales.sizes(),
+            ") but w has in_features=", w.size(1));
+  AWQ_CHECK(scales.size(0) >= 1, op, ": scales must hold at least one candidate row, got shape ", scales.sizes());
+  check_same_device(op, "scales", scales, w, "w");
+  if (channel_weight.has_value()) {
+    check_dtype(op, "channel_weight", *channel_weight, at::kFloat);
+    check_shape(op, "channel_weight", *channel_weight, {w.size(1)});
+    check_same_device(op, "channel_weight", *channel_weight, w, "w");
+  }
+  return g;
+}
+
 int64_t check_quantize_int4(const at::Tensor& w, int64_t group_size, const c10::optional<at::Tensor>& clip) {
   const char* op = "awq_ext.quantize_int4";
   check_float(op, "w", w);

@@ -110,6 +110,10 @@ void check_act_stats(const at::Tensor& x, const at::Tensor& abs_sum, const at::T
 int64_t check_pseudo_quantize(const at::Tensor& w, int64_t bits, int64_t group_size,
                               const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& clip);
 
+// Returns the resolved group size.
+int64_t check_pseudo_quantize_error(const at::Tensor& w, const at::Tensor& scales, int64_t bits, int64_t group_size,
+                                    const c10::optional<at::Tensor>& channel_weight);
+
 int64_t check_quantize_int4(const at::Tensor& w, int64_t group_size, const c10::optional<at::Tensor>& clip);
 
 // Returns the group size implied by the shapes.

@@ -9,6 +9,10 @@ namespace {
 struct CpuBackend {
   static awq::Status act_stats(const awq::ActStatsParams& p) { return awq::cpu::act_stats(p); }
   static awq::Status pseudo_quantize(const awq::PseudoQuantParams& p) { return awq::cpu::pseudo_quantize(p); }
+  static awq::Status pseudo_quantize_error(const awq::PseudoQuantErrorParams& p) {
+    return awq::cpu::pseudo_quantize_error(p);
+  }
+  static int64_t pseudo_quantize_error_workspace(awq::PseudoQuantErrorParams&) { return 0; }
   static awq::Status quantize_int4(const awq::QuantizeInt4Params& p) { return awq::cpu::quantize_int4(p); }
   static awq::Status dequantize_int4(const awq::DequantInt4Params& p) { return awq::cpu::dequantize_int4(p); }
   static awq::Status awq_repack(const awq::AwqRepackParams& p) { return awq::cpu::awq_repack(p); }
@@ -43,6 +47,7 @@ at::Tensor int4_linear_cpu(const at::Tensor& x, const at::Tensor& qweight, const
 TORCH_LIBRARY_IMPL(awq_ext, CPU, m) {
   m.impl("act_stats_", &act_stats_impl<CpuBackend>);
   m.impl("pseudo_quantize", &pseudo_quantize_impl<CpuBackend>);
+  m.impl("pseudo_quantize_error", &pseudo_quantize_error_impl<CpuBackend>);
   m.impl("quantize_int4", &quantize_int4_impl<CpuBackend>);
   m.impl("dequantize_int4", &dequantize_int4_impl<CpuBackend>);
   m.impl("pack_awq", &pack_awq_impl<CpuBackend>);

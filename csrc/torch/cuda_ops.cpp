@@ -17,6 +17,13 @@ struct CudaBackend {
   static awq::Status pseudo_quantize(const awq::PseudoQuantParams& p) {
     return awq::cuda::pseudo_quantize(p, current_stream());
   }
+  static awq::Status pseudo_quantize_error(const awq::PseudoQuantErrorParams& p) {
+    return awq::cuda::pseudo_quantize_error(p, current_stream());
+  }
+  static int64_t pseudo_quantize_error_workspace(awq::PseudoQuantErrorParams& p) {
+    p.sm_count = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+    return awq::cuda::pseudo_quantize_error_workspace_bytes(p);
+  }
   static awq::Status quantize_int4(const awq::QuantizeInt4Params& p) {
     return awq::cuda::quantize_int4(p, current_stream());
   }
@@ -80,6 +87,7 @@ at::Tensor int4_linear_cuda(const at::Tensor& x, const at::Tensor& qweight, cons
 TORCH_LIBRARY_IMPL(awq_ext, CUDA, m) {
   m.impl("act_stats_", &Guarded<&act_stats_impl<CudaBackend>>::call);
   m.impl("pseudo_quantize", &Guarded<&pseudo_quantize_impl<CudaBackend>>::call);
+  m.impl("pseudo_quantize_error", &Guarded<&pseudo_quantize_error_impl<CudaBackend>>::call);
   m.impl("quantize_int4", &Guarded<&quantize_int4_impl<CudaBackend>>::call);
   m.impl("dequantize_int4", &Guarded<&dequantize_int4_impl<CudaBackend>>::call);
   m.impl("pack_awq", &Guarded<&pack_awq_impl<CudaBackend>>::call);

@@ -23,6 +23,10 @@ TORCH_LIBRARY(awq_ext, m) {
   // Grouped quantize-dequantize Q(w * scale) / scale of w [N, K]; clip: fp32 ratios [N, K/group].
   m.def("pseudo_quantize(Tensor w, int bits, int group_size, bool zero_point, Tensor? scale=None, "
         "Tensor? clip=None) -> Tensor");
+  // err [C] fp32: err[c] = sum_{n,k} channel_weight[k] * (pseudo_quantize(w, scale=scales[c]) - w)^2 for
+  // C candidate scalings scales fp32 [C, K]; no quantized copy is materialized.
+  m.def("pseudo_quantize_error(Tensor w, Tensor scales, int bits, int group_size, bool zero_point, "
+        "Tensor? channel_weight=None) -> Tensor");
   // w [N, K] -> (qweight int32 [N, K/8], scales [N, G] w.dtype, zeros uint8 [N, G]).
   m.def("quantize_int4(Tensor w, int group_size, bool zero_point, Tensor? clip=None) -> (Tensor, Tensor, Tensor)");
   // Kernel layout -> W [N, K] in scales.dtype.

@@ -59,6 +59,39 @@ at::Tensor pseudo_quantize_impl(const at::Tensor& w, int64_t bits, int64_t group
   return out;
 }
 
+// B::pseudo_quantize_error_workspace fills the backend's launch facts into p (CUDA: sm_count) and
+// returns the scratch bytes the kernel needs (CPU: 0); the scratch comes from the caching allocator.
+template <class B>
+at::Tensor pseudo_quantize_error_impl(const at::Tensor& w, const at::Tensor& scales, int64_t bits, int64_t group_size,
+                                      bool zero_point, const c10::optional<at::Tensor>& channel_weight) {
+  const int64_t g = check_pseudo_quantize_error(w, scales, bits, group_size, channel_weight);
+  const at::Tensor sc = scales.contiguous();
+  const at::Tensor cw = channel_weight.has_value() ? channel_weight->contiguous() : at::Tensor();
+  at::Tensor err = at::empty({scales.size(0)}, w.options().dtype(at::kFloat));
+  if (w.numel() == 0) return err.zero_();
+  awq::PseudoQuantErrorParams p;
+  p.w = w.data_ptr();
+  p.dtype = to_awq_dtype(w.scalar_type());
+  p.n = w.size(0);
+  p.k = w.size(1);
+  p.group_size = int(g);
+  p.bits = int(bits);
+  p.zero_point = zero_point;
+  p.scales = sc.data_ptr<float>();
+  p.n_candidates = sc.size(0);
+  p.channel_weight = cw.defined() ? cw.data_ptr<float>() : nullptr;
+  p.err = err.data_ptr<float>();
+  const int64_t ws_bytes = B::pseudo_quantize_error_workspace(p);
+  at::Tensor ws;
+  if (ws_bytes > 0) {
+    ws = at::empty({(ws_bytes + 3) / 4}, w.options().dtype(at::kFloat));
+    p.workspace = ws.data_ptr();
+    p.workspace_bytes = ws_bytes;
+  }
+  raise_on(B::pseudo_quantize_error(p), "awq_ext.pseudo_quantize_error");
+  return err;
+}
+
 template <class B>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_int4_impl(const at::Tensor& w, int64_t group_size,
                                                                  bool zero_point,

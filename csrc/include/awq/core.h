@@ -70,6 +70,32 @@ struct PseudoQuantParams {
   const float* clip = nullptr;
 };
 
+// Error of grouped pseudo-quantization under C candidate per-input-channel scalings, the batched
+// "error only" form of PseudoQuantParams for AWQ's scale search. For candidate c (0 <= c < C):
+//   err[c] = sum_{n, k} channel_weight[k] * (PQ_c[n, k] - w[n, k])^2
+// where PQ_c is exactly PseudoQuantParams' output for this w with in_scale = scales + c * k and no
+// clip (so rnd_T(Q(w * s_c) / s_c), bit for bit the pseudo_quantize op's value), the difference and
+// its square in fp32; channel_weight (nullable: all ones) is e.g. mean x^2 per input channel, which
+// makes err a diagonal estimate of the output error. Nothing of size [C, n, k] or [n, k] is written.
+// Sums: CUDA accumulates in fp32 in a fixed order (deterministic for a given device: per-lane
+// partials, then per-block partials in `workspace`, then a fixed-order reduction); CPU in fp64.
+struct PseudoQuantErrorParams {
+  const void* w = nullptr;             // [n, k], contiguous
+  DType dtype = DType::kF16;
+  int64_t n = 0;
+  int64_t k = 0;
+  int group_size = 128;                // divides k (whole row: group_size == k)
+  int bits = 4;                        // 2..8
+  bool zero_point = true;
+  const float* scales = nullptr;       // [n_candidates, k], contiguous
+  int64_t n_candidates = 1;
+  const float* channel_weight = nullptr;  // nullable, [k]
+  float* err = nullptr;                // [n_candidates], overwritten
+  void* workspace = nullptr;           // CUDA: pseudo_quantize_error_workspace_bytes() of scratch
+  int64_t workspace_bytes = 0;
+  int sm_count = 0;                    // CUDA: multiprocessors of the device (grid size)
+};
+
 // Quantize w [n, k] to 4 bits (same arithmetic as PseudoQuantParams, no in_scale) and pack into the
 // kernel layout. Symmetric codes are stored offset by 8 with zero 8, so dequantization is uniform.
 struct QuantizeInt4Params {
@@ -156,6 +182,7 @@ struct ClipSearchParams {
 namespace cpu {
 Status act_stats(const ActStatsParams& p);
 Status pseudo_quantize(const PseudoQuantParams& p);
+Status pseudo_quantize_error(const PseudoQuantErrorParams& p);
 Status quantize_int4(const QuantizeInt4Params& p);
 Status dequantize_int4(const DequantInt4Params& p);
 Status awq_repack(const AwqRepackParams& p);
@@ -167,6 +194,10 @@ namespace cuda {
 // Each launcher enqueues on `stream` (a cudaStream_t) and never synchronizes or allocates.
 Status act_stats(const ActStatsParams& p, void* stream);
 Status pseudo_quantize(const PseudoQuantParams& p, void* stream);
+// Needs p.workspace of pseudo_quantize_error_workspace_bytes(p) bytes (fp32 per-block partials) and
+// p.sm_count; the result is deterministic for a given sm_count.
+Status pseudo_quantize_error(const PseudoQuantErrorParams& p, void* stream);
+int64_t pseudo_quantize_error_workspace_bytes(const PseudoQuantErrorParams& p);
 Status quantize_int4(const QuantizeInt4Params& p, void* stream);
 Status dequantize_int4(const DequantInt4Params& p, void* stream);
 Status awq_repack(const AwqRepackParams& p, void* stream);

@@ -1,4 +1,5 @@
-// CPU group quantization: pseudo-quantization, INT4 quantize + pack, dequantize, AutoAWQ repack.
+// CPU group quantization: pseudo-quantization and its batched error form, INT4 quantize + pack,
+// dequantize, AutoAWQ repack.
 // Rows are independent, so threads split rows; each group is one pass for min/max and one for codes.
 #include <algorithm>
 #include <cmath>
@@ -10,6 +11,15 @@
 namespace awq {
 namespace cpu {
 namespace {
+
+// The pseudo-quantized value of one scaled element v = w * s, in the storage dtype: Q(v) / s (s:
+// nullable, 1). Shared by pseudo_quantize and pseudo_quantize_error so their values match bit for bit.
+template <DType D>
+inline typename Elem<D>::T pseudo_value(float v, const GroupQParams& q, const float* s) {
+  float r = dequant_code(quant_code(v, q), q);
+  if (s) r = r / *s;
+  return Elem<D>::store(r);
+}
 
 template <DType D>
 Status pseudo_quantize_impl(const PseudoQuantParams& p) {
@@ -29,13 +39,63 @@ Status pseudo_quantize_impl(const PseudoQuantParams& p) {
         load_group<D>(w + base, p.in_scale ? p.in_scale + j * g : nullptr, g, v.data(), mn, mx);
         const float ratio = p.clip ? p.clip[n * groups + j] : 1.0f;
         const GroupQParams q = group_qparams(mn, mx, ratio, p.bits, p.zero_point, RoundTo<D>());
-        for (int i = 0; i < g; ++i) {
-          float r = dequant_code(quant_code(v[i], q), q);
-          if (p.in_scale) r = r / p.in_scale[j * g + i];
-          out[base + i] = E::store(r);
+        const float* s = p.in_scale ? p.in_scale + j * g : nullptr;
+        for (int i = 0; i < g; ++i) out[base + i] = pseudo_value<D>(v[i], q, s ? s + i : nullptr);
+      }
+    }
+  }
+  return Status::kOk;
+}
+
+// Rows are split over threads; each thread sums its rows' errors per candidate in fp64 into its own
+// slot, and the slots are added in thread order (deterministic for a given thread count). Per row and
+// group, w is converted once; per candidate the group goes through load_group (w * s_c, min / max)
+// and pseudo_value, exactly the steps of pseudo_quantize_impl.
+template <DType D>
+Status pseudo_quantize_error_impl(const PseudoQuantErrorParams& p) {
+  using E = Elem<D>;
+  const auto* w = static_cast<const typename E::T*>(p.w);
+  const int g = p.group_size;
+  const int64_t groups = p.k / g;
+  const int64_t cands = p.n_candidates;
+  int threads = 1;
+#ifdef _OPENMP
+  threads = omp_get_max_threads();
+#endif
+  std::vector<double> partial(size_t(threads) * size_t(cands), 0.0);  // [thread, candidate]
+#pragma omp parallel num_threads(threads)
+  {
+    int t = 0;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+#endif
+    double* acc = partial.data() + size_t(t) * size_t(cands);
+    std::vector<float> v(g), wf(g);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < p.n; ++n) {
+      for (int64_t j = 0; j < groups; ++j) {
+        const typename E::T* src = w + n * p.k + j * g;
+        for (int i = 0; i < g; ++i) wf[i] = E::load(src[i]);
+        for (int64_t c = 0; c < cands; ++c) {
+          const float* s = p.scales + c * p.k + j * g;
+          float mn, mx;
+          load_group<D>(src, s, g, v.data(), mn, mx);
+          const GroupQParams q = group_qparams(mn, mx, 1.0f, p.bits, p.zero_point, RoundTo<D>());
+          double e = 0.0;
+          for (int i = 0; i < g; ++i) {
+            const float d = E::load(pseudo_value<D>(v[i], q, s + i)) - wf[i];  // fp32, as on the GPU
+            const double dd = double(d) * double(d);
+            e += p.channel_weight ? double(p.channel_weight[j * g + i]) * dd : dd;
+          }
+          acc[c] += e;
         }
       }
     }
+  }
+  for (int64_t c = 0; c < cands; ++c) {
+    double e = 0.0;
+    for (int t = 0; t < threads; ++t) e += partial[size_t(t) * size_t(cands) + size_t(c)];
+    p.err[c] = float(e);
   }
   return Status::kOk;
 }
@@ -95,6 +155,11 @@ Status dequantize_int4_impl(const DequantInt4Params& p) {
 
 Status pseudo_quantize(const PseudoQuantParams& p) {
   return AWQ_DTYPE_SWITCH(p.dtype, D, [&] { return pseudo_quantize_impl<D>(p); });
+}
+
+Status pseudo_quantize_error(const PseudoQuantErrorParams& p) {
+  if (p.group_size <= 0 || p.k % p.group_size != 0 || p.n_candidates < 1) return Status::kUnsupported;
+  return AWQ_DTYPE_SWITCH(p.dtype, D, [&] { return pseudo_quantize_error_impl<D>(p); });
 }
 
 Status quantize_int4(const QuantizeInt4Params& p) {

@@ -1,6 +1,7 @@
 // Device helpers shared by the CUDA kernels of AWQ's searches (act_stats.cu, quantize.cu,
-// clip_search.cu): element conversions, 16-byte vector loads/stores, the dtype rounding functor
-// that quant_math.h's group_qparams takes, and the DType -> CUDA type map of the launchers.
+// quant_error.cu, clip_search.cu): element conversions, the per-element pseudo-quantized value,
+// 16-byte vector loads/stores, the dtype rounding functor that quant_math.h's group_qparams takes,
+// and the DType -> CUDA type map of the launchers.
 //
 // Bit-exactness with the CPU kernels and the PyTorch oracle rests on three things here:
 //   * RoundTo<T> rounds an fp32 value to T and back with the hardware's round-to-nearest-even
@@ -49,6 +50,40 @@ struct Elem<__nv_bfloat16> {
 template <typename T>
 struct RoundTo {
   __device__ __forceinline__ float operator()(float v) const { return Elem<T>::to_f(Elem<T>::from_f(v)); }
+};
+
+// The pseudo-quantized value of one scaled element x = w * s, stored as T: rnd_T(Q(x) / s), or
+// rnd_T(Q(x)) without an in_scale. quant_math.h verbatim with IEEE `/`: the arithmetic of the generic
+// pseudo-quantization kernel (quantize.cu) and of the error kernel (quant_error.cu), which therefore
+// see the same value for every element (the fast path is bit-identical to it, see quantize.cu).
+template <typename T>
+__device__ __forceinline__ T pseudo_value(float x, const GroupQParams& q, float s, bool has_scale) {
+  float r = dequant_code(quant_code(x, q), q);
+  if (has_scale) r = r / s;
+  return Elem<T>::from_f(r);
+}
+
+// Exact IEEE fp32 division by a divisor that is reused. It is the compiler's own div.rn.f32 fast
+// path (MUFU.RCP, one Newton step for the reciprocal y, then q0 = a*y, r = a - b*q0 exactly by FMA,
+// q = q0 + r*y) with the reciprocal computed once instead of per division, and without the
+// per-division FCHK range check and branch to the slow path. FCHK only screens operand ranges
+// (denormal, huge or tiny exponents); callers use this only where |b| is in [2^-64, 2^64] and
+// |a| <= 2^62 (in_scale: |b| in [2^-30, 2^30]), far inside that range, and fall back to `/`
+// otherwise. The one deviation, the sign of a zero quotient, cannot change a code or an output:
+// codes are rint(q) + z with z >= +0, and a zero output (c - z) * s is always +0.
+struct Divisor {
+  float b, y;
+  __device__ __forceinline__ explicit Divisor(float b_) : b(b_), y(reciprocal(b_)) {}
+  __device__ __forceinline__ Divisor(float b_, float y_) : b(b_), y(y_) {}
+  static __device__ __forceinline__ float reciprocal(float b) {
+    float r0;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r0) : "f"(b));
+    return __fmaf_rn(r0, __fmaf_rn(-b, r0, 1.0f), r0);
+  }
+  __device__ __forceinline__ float div(float a) const {
+    const float q0 = __fmul_rn(a, y);
+    return __fmaf_rn(y, __fmaf_rn(-b, q0, a), q0);
+  }
 };
 
 // ---- 16-byte vectors -----------------------------------------------------------------------

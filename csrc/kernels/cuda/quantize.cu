@@ -23,7 +23,7 @@
 //   in_scale vector and its reciprocals are loaded and computed once per thread. Each iteration
 //   issues the loads of kRows rows (kVecs x kRows 16-byte loads in flight per thread) before it
 //   quantizes the first. The scale division inside the codes and the division by in_scale use the
-//   exact reused-divisor form of IEEE division (Divisor below).
+//   exact reused-divisor form of IEEE division (quant::Divisor in quant_device.cuh).
 //
 // * generic: one block per group, any g, any alignment: a min/max pass, a block reduction, then a
 //   second pass over the same group (from L1/L2) that quantizes and writes.
@@ -37,6 +37,7 @@ namespace awq {
 namespace cuda {
 namespace {
 
+using quant::Divisor;
 using quant::Elem;
 using quant::kVec;
 using quant::RoundTo;
@@ -71,28 +72,7 @@ struct GroupArgs {
 };
 
 // ---- fast path -----------------------------------------------------------------------------
-// Exact IEEE fp32 division by a divisor that is reused. It is the compiler's own div.rn.f32 fast
-// path (MUFU.RCP, one Newton step for the reciprocal y, then q0 = a*y, r = a - b*q0 exactly by FMA,
-// q = q0 + r*y) with the reciprocal computed once instead of per division, and without the
-// per-division FCHK range check and branch to the slow path. FCHK only screens operand ranges
-// (denormal, huge or tiny exponents); callers use this only where |b| is in [2^-64, 2^64] and
-// |a| <= 2^62 (in_scale: |b| in [2^-30, 2^30]), far inside that range, and fall back to `/`
-// otherwise. The one deviation, the sign of a zero quotient, cannot change a code or an output:
-// codes are rint(q) + z with z >= +0, and a zero output (c - z) * s is always +0.
-struct Divisor {
-  float b, y;
-  __device__ __forceinline__ explicit Divisor(float b_) : b(b_), y(reciprocal(b_)) {}
-  __device__ __forceinline__ Divisor(float b_, float y_) : b(b_), y(y_) {}
-  static __device__ __forceinline__ float reciprocal(float b) {
-    float r0;
-    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r0) : "f"(b));
-    return __fmaf_rn(r0, __fmaf_rn(-b, r0, 1.0f), r0);
-  }
-  __device__ __forceinline__ float div(float a) const {
-    const float q0 = __fmul_rn(a, y);
-    return __fmaf_rn(y, __fmaf_rn(-b, q0, a), q0);
-  }
-};
+// Exact division by a reused divisor: quant::Divisor (quant_device.cuh).
 
 // Rows whose loads are in flight together per thread (overridable with -DAWQ_QUANT_ROWS=n for tuning
 // builds of bench_quant only), and 16-byte vectors per thread and row (see the drawing at the top).
@@ -453,9 +433,7 @@ __global__ void __launch_bounds__(kThreads) group_generic_kernel(const GroupArgs
   if constexpr (M == Mode::kPseudo) {
     T* out = static_cast<T*>(a.out);
     for (int i = threadIdx.x; i < g; i += blockDim.x) {
-      float r = dequant_code(quant_code(value(i), q), q);
-      if (has_scale) r = r / a.in_scale[col0 + i];
-      out[base + i] = Elem<T>::from_f(r);
+      out[base + i] = quant::pseudo_value<T>(value(i), q, has_scale ? a.in_scale[col0 + i] : 1.0f, has_scale);
     }
   } else {
     const float offset = a.zero_point ? 0.0f : 8.0f;
