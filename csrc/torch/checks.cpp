@@ -6,6 +6,15 @@ namespace awq_torch {
 
 namespace {
 
+// w [N, K] float, contiguous, with a supported bit width; returns the resolved group size.
+int64_t check_grouped_weight(const char* op, const at::Tensor& w, int64_t bits, int64_t group_size) {
+  check_float(op, "w", w);
+  check_dim(op, "w", w, 2, "[N, K]");
+  check_contiguous(op, "w", w);
+  check_bits(op, bits);
+  return resolve_group(op, group_size, w.size(1));
+}
+
 // clip ratios: fp32 [N, K / group_size] on w's device
 void check_clip(const char* op, const c10::optional<at::Tensor>& clip, const at::Tensor& w, int64_t g) {
   if (!clip.has_value()) return;
@@ -38,11 +47,7 @@ void check_act_stats(const at::Tensor& x, const at::Tensor& abs_sum, const at::T
 int64_t check_pseudo_quantize(const at::Tensor& w, int64_t bits, int64_t group_size,
                               const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& clip) {
   const char* op = "awq_ext.pseudo_quantize";
-  check_float(op, "w", w);
-  check_dim(op, "w", w, 2, "[N, K]");
-  check_contiguous(op, "w", w);
-  check_bits(op, bits);
-  const int64_t g = resolve_group(op, group_size, w.size(1));
+  const int64_t g = check_grouped_weight(op, w, bits, group_size);
   if (scale.has_value()) {
     check_float(op, "scale", *scale);
     check_shape(op, "scale", *scale, {w.size(1)});
@@ -55,11 +60,7 @@ int64_t check_pseudo_quantize(const at::Tensor& w, int64_t bits, int64_t group_s
 int64_t check_pseudo_quantize_error(const at::Tensor& w, const at::Tensor& scales, int64_t bits, int64_t group_size,
                                     const c10::optional<at::Tensor>& channel_weight) {
   const char* op = "awq_ext.pseudo_quantize_error";
-  check_float(op, "w", w);
-  check_dim(op, "w", w, 2, "[N, K]");
-  check_contiguous(op, "w", w);
-  check_bits(op, bits);
-  const int64_t g = resolve_group(op, group_size, w.size(1));
+  const int64_t g = check_grouped_weight(op, w, bits, group_size);
   check_dtype(op, "scales", scales, at::kFloat);
   check_dim(op, "scales", scales, 2, "[C, K]");
   AWQ_CHECK(scales.size(1) == w.size(1), op, ": scales has ", scales.size(1), " columns (shape ", scales.sizes(),
