@@ -643,8 +643,57 @@ void run_profile() {
   }
 }
 
+// --one=N,K,M,cfg,splits: three calls of one configuration on random device data (fp16, g = 128),
+// for ncu (--launch-skip 1 --launch-count 1). cfg >= 0 forces the wgmma configuration, -1 the
+// dispatcher; splits <= 0 automatic.
+void run_one(const std::vector<int>& v) {
+  const int n = v[0], k = v[1], m = v[2], cfg = v[3], splits = v[4], g = 128;
+  uint32_t* qw = nullptr;
+  uint16_t *sc = nullptr, *x = nullptr, *y = nullptr;
+  uint8_t* z = nullptr;
+  float* ws = nullptr;
+  const int64_t ws_bytes = int64_t(16) * m * n * 4;
+  CK(cudaMalloc(&qw, size_t(n) * k / 2));
+  CK(cudaMalloc(&sc, size_t(n) * (k / g) * 2));
+  CK(cudaMalloc(&z, size_t(n) * (k / g)));
+  CK(cudaMalloc(&x, size_t(m) * k * 2));
+  CK(cudaMalloc(&y, size_t(m) * n * 2));
+  CK(cudaMalloc(&ws, ws_bytes));
+  CK(cudaMemset(qw, 0x5a, size_t(n) * k / 2));
+  CK(cudaMemset(z, 7, size_t(n) * (k / g)));
+  fill_random(sc, size_t(n) * (k / g), 7, DType::kF16, 1.f / 256, 1.f / 32);
+  fill_random(x, size_t(m) * k, 8, DType::kF16, -1.f, 1.f);
+  awq::Int4LinearParams p;
+  p.x = x;
+  p.qweight = reinterpret_cast<const int32_t*>(qw);
+  p.scales = sc;
+  p.zeros = z;
+  p.y = y;
+  p.dtype = DType::kF16;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  p.x_stride = k;
+  p.group_size = g;
+  p.workspace = ws;
+  p.workspace_bytes = ws_bytes;
+  p.sm_count = g_sm_count;
+  for (int i = 0; i < 3; ++i) {
+    const Status s = cfg >= 0 ? awq::cuda::detail::int4_gemm_sm90(p, 0, cfg, splits) : awq::cuda::detail::int4_gemm(p, 0);
+    if (s != Status::kOk) {
+      std::printf("one: N=%d K=%d M=%d cfg %d: status %d\n", n, k, m, cfg, int(s));
+      ++g_failures;
+      break;
+    }
+  }
+  CK(cudaDeviceSynchronize());
+  std::printf("one: N=%d K=%d M=%d cfg %d splits %d done\n", n, k, m, cfg, splits);
+  cudaFree(qw); cudaFree(sc); cudaFree(z); cudaFree(x); cudaFree(y); cudaFree(ws);
+}
+
 int main(int argc, char** argv) {
   bool check = false, sanitize = false, bench = false, tune = false, profile = false;
+  std::vector<int> one;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--check") check = true;
@@ -659,10 +708,20 @@ int main(int argc, char** argv) {
         g_ms.push_back(std::atoi(a.substr(pos, end - pos).c_str()));
         pos = end == std::string::npos ? a.size() : end + 1;
       }
+    } else if (a.rfind("--one=", 0) == 0) {
+      for (size_t pos = 6; pos < a.size();) {
+        const size_t end = a.find(',', pos);
+        one.push_back(std::atoi(a.substr(pos, end - pos).c_str()));
+        pos = end == std::string::npos ? a.size() : end + 1;
+      }
+      if (one.size() != 5) {
+        std::fprintf(stderr, "--one wants N,K,M,cfg,splits, got %s\n", a.c_str());
+        return 2;
+      }
     } else if (a == "--dtypes=fp16") g_dtypes = {DType::kF16};
     else if (a == "--dtypes=bf16") g_dtypes = {DType::kBF16};
   }
-  if (!check && !sanitize && !bench && !profile) check = bench = true;
+  if (!check && !sanitize && !bench && !profile && one.empty()) check = bench = true;
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   g_sm_count = prop.multiProcessorCount;
@@ -672,6 +731,7 @@ int main(int argc, char** argv) {
   if (check) run_checks(false);
   if (bench) run_bench(tune, prop);
   if (profile) run_profile();
+  if (!one.empty()) run_one(one);
   if ((check || sanitize) && prop.major == 9 && prop.minor == 0 && g_wgmma_checks == 0) {
     std::printf("FAIL: the wgmma kernel ran no check case on this sm_90 device\n");
     ++g_failures;

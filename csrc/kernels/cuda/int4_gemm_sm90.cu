@@ -98,15 +98,20 @@ struct Sm90Args {
   int m, n, k;
   int64_t x_stride;
   int group_size, groups;
+  uint32_t group_magic;  // ceil(2^32 / group_size): group of k = __umulhi(k, group_magic) for k * group_size < 2^32
   int t_tiles, n_tiles, k_blocks, splits;
 };
 
 // BT: tokens per block (wgmma n); WGS: warpgroups; MI: 64-row W subtiles per warpgroup (each a
 // wgmma of its own on the shared x tile: more W rows per x byte read); STAGES: ring depth.
-template <typename T, int BT, int WGS, int MI, int STAGES>
+// G64: group_size % 64 == 0, every 64-k block lies in one group (one scale and zero per row and
+// block; the generic form handles group sizes 32, 96, ... whose blocks span two groups).
+template <typename T, int BT, int WGS, int MI, int STAGES, bool G64>
 struct WgCfg {
   using Elem = T;
   static constexpr int kBT = BT, kMi = MI, kStages = STAGES;
+  static constexpr bool kG64 = G64;
+  static constexpr int kQP = G64 ? 2 : 4;  // (scale, zero) pairs per lane, W subtile and block
   static constexpr int kThreads = WGS * 128;
   static constexpr int kRows = WGS * MI * 64;
   static constexpr int kXStage = BT * kBK * 2;   // bytes
@@ -315,31 +320,39 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
   };
 
   // ---- per-lane group parameters of rows lrow(mi) = 64 (MI wg + mi) + 16 wq + g and lrow + 8 ----
-  int64_t q_row0[MI], q_row1[MI];
+  // Rows past N read row N - 1's parameters (their outputs are not stored). Element offsets fit in
+  // 32 bits (N * groups < 2^31, checked on the host).
+  constexpr int QP = Cfg::kQP;
+  uint32_t q_row0[MI], q_row1[MI];
 #pragma unroll
   for (int mi = 0; mi < MI; ++mi) {
     const int lrow = 64 * (MI * wg + mi) + 16 * wq + g;
-    q_row0[mi] = int64_t(min(n0 + lrow, a.n - 1)) * a.groups;
-    q_row1[mi] = int64_t(min(n0 + lrow + 8, a.n - 1)) * a.groups;
+    q_row0[mi] = uint32_t(min(n0 + lrow, a.n - 1)) * uint32_t(a.groups);
+    q_row1[mi] = uint32_t(min(n0 + lrow + 8, a.n - 1)) * uint32_t(a.groups);
   }
-  // rs[u], rz[u]: scale bits and zero of {row0, row1} x {first group, second group} x mi of a block;
-  // kQD sets in flight (block kb uses set (kb - kb_begin) % kQD), so the loads have as long to land
-  // as the tiles do. The loaded values stay untouched until their block (any arithmetic on them
-  // at fetch time stalls the warp on the load), and they are loaded unconditionally (clamped
-  // block index) in a main loop without conditions, so the compiler needs no copies of them.
-  uint32_t rs[kQD][MI][4], rz[kQD][MI][4];
-  auto fetch_qparams = [&](int kb, uint32_t(&sr)[MI][4], uint32_t(&zr)[MI][4]) {
-    const int ga = (kb * kBK) / a.group_size, gb = (kb * kBK + kBK - 16) / a.group_size;
+  // rs[u], rz[u]: scale bits and zero of {row0, row1} (x {first group, second group} unless G64) x
+  // mi of a block; kQD sets in flight (block kb uses set (kb - kb_begin) % kQD), so the loads have
+  // as long to land as the tiles do. The loaded values stay untouched until their block (any
+  // arithmetic on them at fetch time stalls the warp on the load), and they are loaded
+  // unconditionally (clamped block index) in a main loop without conditions, so the compiler needs
+  // no copies of them. Group indices come from one multiply-high (group_magic), not a division.
+  uint32_t rs[kQD][MI][QP], rz[kQD][MI][QP];
+  auto fetch_qparams = [&](int kb, uint32_t(&sr)[MI][QP], uint32_t(&zr)[MI][QP]) {
+    const uint32_t k0 = uint32_t(kb) * kBK;
+    const uint32_t ga = __umulhi(k0, a.group_magic);
 #pragma unroll
     for (int mi = 0; mi < MI; ++mi) {
-      sr[mi][0] = __ldg(a.scales + q_row0[mi] + ga);
-      sr[mi][1] = __ldg(a.scales + q_row1[mi] + ga);
-      sr[mi][2] = __ldg(a.scales + q_row0[mi] + gb);
-      sr[mi][3] = __ldg(a.scales + q_row1[mi] + gb);
-      zr[mi][0] = __ldg(a.zeros + q_row0[mi] + ga);
-      zr[mi][1] = __ldg(a.zeros + q_row1[mi] + ga);
-      zr[mi][2] = __ldg(a.zeros + q_row0[mi] + gb);
-      zr[mi][3] = __ldg(a.zeros + q_row1[mi] + gb);
+      sr[mi][0] = __ldg(a.scales + (q_row0[mi] + ga));
+      sr[mi][1] = __ldg(a.scales + (q_row1[mi] + ga));
+      zr[mi][0] = __ldg(a.zeros + (q_row0[mi] + ga));
+      zr[mi][1] = __ldg(a.zeros + (q_row1[mi] + ga));
+      if constexpr (!Cfg::kG64) {
+        const uint32_t gb = __umulhi(k0 + (kBK - 16), a.group_magic);
+        sr[mi][2] = __ldg(a.scales + (q_row0[mi] + gb));
+        sr[mi][3] = __ldg(a.scales + (q_row1[mi] + gb));
+        zr[mi][2] = __ldg(a.zeros + (q_row0[mi] + gb));
+        zr[mi][3] = __ldg(a.zeros + (q_row1[mi] + gb));
+      }
     }
   };
 
@@ -358,24 +371,27 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
   for (int u = 0; u < kQD; ++u) fetch_qparams(min(kb_begin + u, kb_end - 1), rs[u], rz[u]);
 
   const uint32_t shift = 4u * uint32_t(t);
-  auto block_step = [&](int kb, uint32_t(&sr)[MI][4], uint32_t(&zr)[MI][4]) {
+  auto block_step = [&](int kb, uint32_t(&sr)[MI][QP], uint32_t(&zr)[MI][QP]) {
     const int it = kb - kb_begin;
     const int stage = it % STAGES;
     mbar_wait(bars + 8 * stage, uint32_t(it / STAGES) & 1u);  // x and W of block kb landed
     __syncthreads();  // every wgmma of block kb - 2 retired in every warpgroup (see header)
     if (kb + kQD < kb_end) load_stage(kb + kQD, (it + kQD) % STAGES);
     // this block's group parameters, then block kb + kQD's loads into the same registers
-    uint32_t s2[MI][4], z2[MI][4];
+    uint32_t s2[MI][QP], z2[MI][QP];
 #pragma unroll
     for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
+      for (int i = 0; i < QP; ++i) {
         s2[mi][i] = sr[mi][i] * 0x10001u;                   // scale bits in both halves
         z2[mi][i] = Magic<T>::kValue | (zr[mi][i] * 0x10001u);  // magic + zero in both halves
       }
-    // k16 steps s >= first_b belong to the block's second group
-    const int k0 = kb * kBK;
-    const int first_b = ((k0 / a.group_size + 1) * a.group_size - k0 + 15) / 16;
+    // k16 steps s >= first_b belong to the block's second group (G64: there is none)
+    int first_b = 4;
+    if constexpr (!Cfg::kG64) {
+      const uint32_t k0 = uint32_t(kb) * kBK;
+      first_b = int(((__umulhi(k0, a.group_magic) + 1) * uint32_t(a.group_size) - k0 + 15) >> 4);
+    }
     fetch_qparams(min(kb + kQD, kb_end - 1), sr, zr);
 
     uint4 lo0[MI], hi0[MI], lo1[MI], hi1[MI];
@@ -390,12 +406,12 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
     const uint64_t desc0 = sw128_desc(sx + stage * Cfg::kXStage);
 #pragma unroll
     for (int s = 0; s < 4; ++s) {
-      const bool second = s >= first_b;
+      const bool second = !Cfg::kG64 && s >= first_b;
       wgmma_wait<3>();  // the wgmmas of the previous block that read afr[.][s] have retired
 #pragma unroll
       for (int mi = 0; mi < MI; ++mi) {
-        const uint32_t sa = second ? s2[mi][2] : s2[mi][0], za = second ? z2[mi][2] : z2[mi][0];
-        const uint32_t sb = second ? s2[mi][3] : s2[mi][1], zb = second ? z2[mi][3] : z2[mi][1];
+        const uint32_t sa = second ? s2[mi][QP - 2] : s2[mi][0], za = second ? z2[mi][QP - 2] : z2[mi][0];
+        const uint32_t sb = second ? s2[mi][QP - 1] : s2[mi][1], zb = second ? z2[mi][QP - 1] : z2[mi][1];
         const uint4 l0 = lo0[mi], h0 = hi0[mi], l1 = lo1[mi], h1 = hi1[mi];
         const uint32_t w00 = s == 0 ? l0.x : s == 1 ? l0.z : s == 2 ? h0.x : h0.z;  // row g, word 2s
         const uint32_t w01 = s == 0 ? l0.y : s == 1 ? l0.w : s == 2 ? h0.y : h0.w;  // row g, word 2s+1
@@ -468,10 +484,13 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
 //   4    128   128 = 2 x 1 x 64          5      101 KB   64 < M <= 128
 //   5    128   256 = 2 x 2 x 64          4       97 KB   (255 registers; slower than 6 at M >= 256)
 //   6    256   128 = 2 x 1 x 64          4      145 KB   128 < M <= kSm90MaxM
+//   7    256   128 = 2 x 1 x 64          6      217 KB   (prefetch distance 4 instead of 2)
+//   8     64   256 = 2 x 2 x 64         10      161 KB
+//   9    128   128 = 2 x 1 x 64          8      161 KB
 // (128 x 256 with 5 stages spills: 255 registers are the limit of MI = 2 at BT = 128.)
-// Each for fp16 and bf16: 14 GEMM kernels + 2 reduce kernels. default_cfg below picks by M
+// Each for fp16 and bf16 and for both group forms (G64 or not). default_cfg below picks by M
 // (measured choices, bench/results/gemm_notes.md); the others stay for the benchmark's tuning.
-constexpr int kNumWgCfgs = 7;
+constexpr int kNumWgCfgs = 10;
 struct WgShape {
   int bt, rows;
 };
@@ -479,39 +498,70 @@ WgShape wg_shape(int cfg) {
   switch (cfg) {
     case 0: return {64, 64};
     case 1: return {64, 128};
-    case 2: return {64, 256};
+    case 2: case 8: return {64, 256};
     case 3: return {128, 64};
-    case 4: return {128, 128};
+    case 4: case 9: return {128, 128};
     case 5: return {128, 256};
     default: return {256, 128};
   }
 }
 
-#define AWQ_WG_CFG_SWITCH(CFG, T, ...)                                              \
+#define AWQ_WG_CFG_SWITCH(CFG, T, G64, ...)                                         \
   [&]() -> ::awq::Status {                                                          \
     switch (CFG) {                                                                  \
-      case 0: { using Cfg = WgCfg<T, 64, 1, 1, 6>; return __VA_ARGS__(); }          \
-      case 1: { using Cfg = WgCfg<T, 64, 2, 1, 6>; return __VA_ARGS__(); }          \
-      case 2: { using Cfg = WgCfg<T, 64, 2, 2, 6>; return __VA_ARGS__(); }          \
-      case 3: { using Cfg = WgCfg<T, 128, 1, 1, 5>; return __VA_ARGS__(); }         \
-      case 4: { using Cfg = WgCfg<T, 128, 2, 1, 5>; return __VA_ARGS__(); }         \
-      case 5: { using Cfg = WgCfg<T, 128, 2, 2, 4>; return __VA_ARGS__(); }         \
-      case 6: { using Cfg = WgCfg<T, 256, 2, 1, 4>; return __VA_ARGS__(); }         \
+      case 0: { using Cfg = WgCfg<T, 64, 1, 1, 6, G64>; return __VA_ARGS__(); }     \
+      case 1: { using Cfg = WgCfg<T, 64, 2, 1, 6, G64>; return __VA_ARGS__(); }     \
+      case 2: { using Cfg = WgCfg<T, 64, 2, 2, 6, G64>; return __VA_ARGS__(); }     \
+      case 3: { using Cfg = WgCfg<T, 128, 1, 1, 5, G64>; return __VA_ARGS__(); }    \
+      case 4: { using Cfg = WgCfg<T, 128, 2, 1, 5, G64>; return __VA_ARGS__(); }    \
+      case 5: { using Cfg = WgCfg<T, 128, 2, 2, 4, G64>; return __VA_ARGS__(); }    \
+      case 6: { using Cfg = WgCfg<T, 256, 2, 1, 4, G64>; return __VA_ARGS__(); }    \
+      case 7: { using Cfg = WgCfg<T, 256, 2, 1, 6, G64>; return __VA_ARGS__(); }    \
+      case 8: { using Cfg = WgCfg<T, 64, 2, 2, 10, G64>; return __VA_ARGS__(); }    \
+      case 9: { using Cfg = WgCfg<T, 128, 2, 1, 8, G64>; return __VA_ARGS__(); }    \
       default: break;                                                               \
     }                                                                               \
     return ::awq::Status::kUnsupported;                                             \
   }()
 
-// Measured on an H200 (bench/results/gemm_notes.md, geo-mean over six LLM shapes, automatic
-// split-K): M = 64: cfg 1 0.87x cuBLAS (cfg 2 0.84x, cfg 0 0.70x); M = 128: cfg 4 0.75x (cfg 5
-// 0.74x); M = 256: cfg 6 0.73x (cfg 5 0.59x); M = 1024 / 4096: cfg 6 0.70x / 0.72x.
-int default_cfg(int64_t m) { return m <= 64 ? 1 : m <= 128 ? 4 : 6; }
+// Measured on an H200 (bench/results/gemm_notes.md, tuning table of 2026-11-21 12:0x UTC, six LLM
+// shapes, best split count each): M = 64: cfg 1 best or within 4 % on every shape; M = 128: cfg 9
+// best on four shapes (cfg 5 on 11008 x 4096 and 28672 x 8192); M = 256 .. 1024: cfg 6 (cfg 7, the
+// same tile with 6 stages, ties: the prefetch distance is not what limits it).
+int default_cfg(int64_t m) { return m <= 64 ? 1 : m <= 128 ? 9 : 6; }
 
+// Blocks of configuration cfg one SM holds at once (registers, shared memory), from the occupancy
+// calculator, once per configuration (the fp16 G64 instance stands for the others: the split
+// choice only needs the count, and workspace sizing and launch must agree, so both use this).
+template <typename Cfg>
+int resident_blocks_of() {
+  static const int v = [] {
+    auto kernel = int4_gemm_wgmma_kernel<Cfg>;
+    int b = 0;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kernel, Cfg::kThreads, Cfg::kSmemBytes) != cudaSuccess)
+      b = 1;
+    return std::max(b, 1);
+  }();
+  return v;
+}
+
+int resident_blocks(int cfg) {
+  int b = 1;
+  const Status s = AWQ_WG_CFG_SWITCH(cfg, __half, true, [&]() -> Status {
+    b = resident_blocks_of<Cfg>();
+    return Status::kOk;
+  });
+  return s == Status::kOk ? b : 1;
+}
 
 struct WgPlan {
   int cfg, t_tiles, n_tiles, k_blocks, splits;
 };
 
+// Split-K fills the SMs' resident slots (sm_count x blocks per SM) with at least 16 k-blocks
+// (1024 k) per split: at 8 the pipeline's fill and the partials cost more than the extra blocks
+// gain (H200 tuning table: 4096 x 4096 at M = 64 is fastest with 4 splits, not 8).
 WgPlan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int cfg, int splits) {
   WgPlan pl;
   pl.cfg = cfg >= 0 ? cfg : default_cfg(m);
@@ -520,7 +570,8 @@ WgPlan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int cfg, int spl
   pl.n_tiles = int((n + s.rows - 1) / s.rows);
   pl.k_blocks = int(k / kBK);
   pl.splits = splits > 0 ? std::min(splits, pl.k_blocks)
-                         : choose_splits(int64_t(pl.t_tiles) * pl.n_tiles, pl.k_blocks, sm_count, kMaxSplits, 8);
+                         : choose_splits(int64_t(pl.t_tiles) * pl.n_tiles, pl.k_blocks,
+                                         sm_count * resident_blocks(pl.cfg), kMaxSplits, 16);
   return pl;
 }
 
@@ -559,6 +610,8 @@ int device_sm_count(int given) {
 bool shape_supported(int64_t m, int64_t n, int64_t k, int group_size) {
   if (m <= 0 || n <= 0 || k <= 0 || n % 64 != 0 || k % kBK != 0) return false;
   if (group_size <= 0 || group_size % 32 != 0 || k % group_size != 0) return false;
+  // group indices by multiply-high (exact for k * group_size < 2^32), 32-bit parameter offsets
+  if (k * group_size >= (int64_t(1) << 32) || n * (k / group_size) >= (int64_t(1) << 31)) return false;
   return m <= INT32_MAX && n <= INT32_MAX && k <= INT32_MAX && m * n <= INT64_MAX / 64;
 }
 
@@ -647,6 +700,7 @@ Status launch(const Int4LinearParams& p, const WgPlan& pl, cudaStream_t stream) 
   a.x_stride = p.x_stride;
   a.group_size = p.group_size;
   a.groups = int(p.k / p.group_size);
+  a.group_magic = uint32_t(((uint64_t(1) << 32) + uint64_t(p.group_size) - 1) / uint64_t(p.group_size));
   a.t_tiles = pl.t_tiles;
   a.n_tiles = pl.n_tiles;
   a.k_blocks = pl.k_blocks;
@@ -680,7 +734,9 @@ Status int4_gemm_sm90(const Int4LinearParams& p, cudaStream_t stream, int cfg, i
       return Status::kUnsupported;
     } else {
       using T = std::conditional_t<D == DType::kF16, __half, __nv_bfloat16>;
-      return AWQ_WG_CFG_SWITCH(pl.cfg, T, [&]() -> Status { return launch<Cfg>(p, pl, stream); });
+      if (p.group_size % kBK == 0)
+        return AWQ_WG_CFG_SWITCH(pl.cfg, T, true, [&]() -> Status { return launch<Cfg>(p, pl, stream); });
+      return AWQ_WG_CFG_SWITCH(pl.cfg, T, false, [&]() -> Status { return launch<Cfg>(p, pl, stream); });
     }
   });
 }
