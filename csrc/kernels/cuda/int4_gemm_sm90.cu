@@ -54,13 +54,17 @@
 //   Split-K as in int4_gemm.cu: grid.y = splits, fp32 partials [splits, M, N], a reduce kernel.
 //
 // No producer warp, no setmaxnreg, no clusters: thread 0 issues the copies, every warp dequantizes
-// and issues wgmma. Where the time goes (H200, bench/results/gemm_notes.md; no ncu profile yet):
-// at M = N = K = 4096 configuration 6 reaches 0.72x cuBLAS while moving ~4.9 TB/s from L2 to the
-// SMs (every W tile re-reads the x tile; TMA multicast over a 2-CTA cluster would halve that);
-// configuration 5, with a third less traffic per MAC, is slower (255 registers), so L2 bandwidth
-// is not the whole story. At M = 64 the weights stream at ~1 TB/s of ~3: the SASS still shows
-// ptxas copying freshly loaded scale registers between unrolled steps, a wait on a global load
-// per k-block; staging scales through shared memory with the tiles is the next thing to try.
+// and issues wgmma. Where the time goes (H200, ncu, bench/results/gemm_notes.md): the kernel is
+// bound by instruction issue and latency, not by memory. At M = 64 (configuration 1, 28672 x 8192)
+// a k-block used to cost ~220 instructions per warp for 64 of dequantization: group indices by
+// division, four (scale, zero) loads per row with 64-bit address arithmetic, per-step selects
+// between two groups. The G64 form (group_size % 64 == 0: one group per block) with a
+// multiply-high group index cuts that to ~165 and M = 64 went from 0.87x to 1.12x cuBLAS; DRAM
+// still runs at ~1 TB/s, with stalls spread over dependency waits, the per-block barrier and the
+// tile wait. At M >= 256 (configuration 6) the tensor pipe is ~76 % busy; a deeper prefetch (6
+// stages), 4-warpgroup blocks (a third less x traffic per MAC) and 128-token tiles are all
+// slower, so neither L2 bandwidth nor load latency is the limit; warp specialization (a producer
+// warp, setmaxnreg) is the next thing to try.
 #include <cuda.h>  // CUtensorMap and its enums only: the encoder is fetched through the runtime, no -lcuda
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -481,16 +485,17 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
 //   1     64   128 = 2 x 1 x 64          6       73 KB   M <= 64
 //   2     64   256 = 2 x 2 x 64          6       97 KB
 //   3    128    64 = 1 x 1 x 64          5       91 KB
-//   4    128   128 = 2 x 1 x 64          5      101 KB   64 < M <= 128
+//   4    128   128 = 2 x 1 x 64          5      101 KB
 //   5    128   256 = 2 x 2 x 64          4       97 KB   (255 registers; slower than 6 at M >= 256)
 //   6    256   128 = 2 x 1 x 64          4      145 KB   128 < M <= kSm90MaxM
-//   7    256   128 = 2 x 1 x 64          6      217 KB   (prefetch distance 4 instead of 2)
-//   8     64   256 = 2 x 2 x 64         10      161 KB
-//   9    128   128 = 2 x 1 x 64          8      161 KB
+//   7    128   128 = 2 x 1 x 64          8      161 KB   64 < M <= 128
+// Tried and dropped (H200 tuning tables, bench/results/gemm_notes.md): 256 x 128 with 6 stages
+// (prefetch distance 4: ties configuration 6), 64 x 256 with 10 stages, and 4-warpgroup blocks
+// (512 threads; 128 x 256 and 64 x 256): slower than 6, resp. 1, at every M.
 // (128 x 256 with 5 stages spills: 255 registers are the limit of MI = 2 at BT = 128.)
 // Each for fp16 and bf16 and for both group forms (G64 or not). default_cfg below picks by M
 // (measured choices, bench/results/gemm_notes.md); the others stay for the benchmark's tuning.
-constexpr int kNumWgCfgs = 10;
+constexpr int kNumWgCfgs = 8;
 struct WgShape {
   int bt, rows;
 };
@@ -498,9 +503,9 @@ WgShape wg_shape(int cfg) {
   switch (cfg) {
     case 0: return {64, 64};
     case 1: return {64, 128};
-    case 2: case 8: return {64, 256};
+    case 2: return {64, 256};
     case 3: return {128, 64};
-    case 4: case 9: return {128, 128};
+    case 4: case 7: return {128, 128};
     case 5: return {128, 256};
     default: return {256, 128};
   }
@@ -516,19 +521,16 @@ WgShape wg_shape(int cfg) {
       case 4: { using Cfg = WgCfg<T, 128, 2, 1, 5, G64>; return __VA_ARGS__(); }    \
       case 5: { using Cfg = WgCfg<T, 128, 2, 2, 4, G64>; return __VA_ARGS__(); }    \
       case 6: { using Cfg = WgCfg<T, 256, 2, 1, 4, G64>; return __VA_ARGS__(); }    \
-      case 7: { using Cfg = WgCfg<T, 256, 2, 1, 6, G64>; return __VA_ARGS__(); }    \
-      case 8: { using Cfg = WgCfg<T, 64, 2, 2, 10, G64>; return __VA_ARGS__(); }    \
-      case 9: { using Cfg = WgCfg<T, 128, 2, 1, 8, G64>; return __VA_ARGS__(); }    \
+      case 7: { using Cfg = WgCfg<T, 128, 2, 1, 8, G64>; return __VA_ARGS__(); }    \
       default: break;                                                               \
     }                                                                               \
     return ::awq::Status::kUnsupported;                                             \
   }()
 
-// Measured on an H200 (bench/results/gemm_notes.md, tuning table of 2026-11-21 12:0x UTC, six LLM
-// shapes, best split count each): M = 64: cfg 1 best or within 4 % on every shape; M = 128: cfg 9
-// best on four shapes (cfg 5 on 11008 x 4096 and 28672 x 8192); M = 256 .. 1024: cfg 6 (cfg 7, the
-// same tile with 6 stages, ties: the prefetch distance is not what limits it).
-int default_cfg(int64_t m) { return m <= 64 ? 1 : m <= 128 ? 9 : 6; }
+// Measured on an H200 (bench/results/gemm_notes.md, tuning tables of 2026-11-21 ~12:10 UTC, six
+// LLM shapes, best split count each, geo-mean vs cuBLAS): M = 64: cfg 1 1.12x (0 1.07x, 2 1.09x);
+// M = 128: cfg 7 0.93x (5 0.90x, 4 0.89x); M = 256: cfg 6 0.84x (5 0.74x); M = 1024: cfg 6 0.82x.
+int default_cfg(int64_t m) { return m <= 64 ? 1 : m <= 128 ? 7 : 6; }
 
 // Blocks of configuration cfg one SM holds at once (registers, shared memory), from the occupancy
 // calculator, once per configuration (the fp16 G64 instance stands for the others: the split
