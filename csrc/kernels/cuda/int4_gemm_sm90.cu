@@ -36,17 +36,25 @@
 //     x stage [BT][64] T   = BT rows of 128 bytes, 16-byte chunk c of row r at c ^ (r % 8)
 //                            (wgmma's 128B swizzle, written so by the TMA; 1024-aligned stages)
 //     W stage [64 WGS MI][8] int32 = 32 bytes a row, no swizzle (a phase of 8 lanes reads 2 rows)
-//   STAGES-deep ring, prefetch distance STAGES - 2. Per stage thread 0 issues two bulk tensor
+//   STAGES-deep ring, prefetch distance kQD (below). Per stage thread 0 issues two bulk tensor
 //   copies (TMA), x and W, completing on the stage's mbarrier. TMA writes and wgmma reads are both
 //   async-proxy accesses, so no proxy fence is needed (the first version filled x with cp.async
 //   and needed fence.proxy.async, which compiles to MEMBAR.ALL.CTA; moving x to TMA took M = 1024
 //   from 0.54x to 0.65x cuBLAS). W is read back with ld.shared after the mbarrier wait. Both maps
 //   promote L2 fills to 256 bytes: W rows are read 32 bytes per stage, 4 KB apart.
-//   Each k16 step's wgmmas (MI of them) form one commit group and, before a step's A registers
-//   are rewritten, wgmma.wait_group 3 retires the group of the previous block that read them. So
-//   at the top of block kb every wgmma of block kb - 2 is done in every warpgroup (after the
-//   barrier), and its stage may be refilled.
-//   Per-row (scale, zero) pairs come from global memory STAGES - 2 blocks ahead into registers
+//   Two orders of dequantization and wgmma (the configuration's BATCH flag):
+//   - step by step: each k16 step's wgmmas (MI of them) form one commit group and, before a
+//     step's A registers are rewritten, wgmma.wait_group 3 retires the group of the previous block
+//     that read them. At the top of block kb every wgmma of block kb - 2 is done in every
+//     warpgroup (after the barrier): its stage may be refilled, kQD = STAGES - 2.
+//   - batched: all four steps of a block are dequantized into one of two fragment buffers, then
+//     issued as one commit group; wgmma.wait_group 1 before the buffer is rewritten retires block
+//     kb - 2. At the top of block kb, block kb - 3 is done everywhere: kQD = STAGES - 3 (even,
+//     so the buffer of a block is a compile-time choice in the unrolled loop). The tensor pipe
+//     gets four wgmmas back to back and the dequantization of the next block overlaps them; with
+//     128- and 256-token tiles this was 2-11 % faster (M = 128: 0.93x -> 1.00x cuBLAS), with
+//     64-token tiles slower (the second buffer costs 2 blocks per SM there).
+//   Per-row (scale, zero) pairs come from global memory kQD blocks ahead into registers
 //   (one set per block in flight); a 64-k block spans at most two groups (group_size % 32 == 0),
 //   so each lane keeps two pairs for each of its rows g and g + 8 and picks one per k16 step.
 //   Rows of x past M and rows of W past N (N % 64 == 0 but not a multiple of the block's rows)
@@ -110,11 +118,15 @@ struct Sm90Args {
 // wgmma of its own on the shared x tile: more W rows per x byte read); STAGES: ring depth.
 // G64: group_size % 64 == 0, every 64-k block lies in one group (one scale and zero per row and
 // block; the generic form handles group sizes 32, 96, ... whose blocks span two groups).
-template <typename T, int BT, int WGS, int MI, int STAGES, bool G64>
+// BATCH: a block's four k16 steps are dequantized first and issued as one commit group of wgmmas
+// (two fragment buffers, prefetch distance STAGES - 3); otherwise dequantization and wgmma
+// alternate step by step, one commit group each (one buffer, prefetch distance STAGES - 2).
+template <typename T, int BT, int WGS, int MI, int STAGES, bool BATCH, bool G64>
 struct WgCfg {
   using Elem = T;
   static constexpr int kBT = BT, kMi = MI, kStages = STAGES;
-  static constexpr bool kG64 = G64;
+  static constexpr bool kBatch = BATCH, kG64 = G64;
+  static constexpr int kQD = STAGES - (BATCH ? 3 : 2);  // prefetch distance of x, W, group parameters
   static constexpr int kQP = G64 ? 2 : 4;  // (scale, zero) pairs per lane, W subtile and block
   static constexpr int kThreads = WGS * 128;
   static constexpr int kRows = WGS * MI * 64;
@@ -122,7 +134,7 @@ struct WgCfg {
   static constexpr int kWStage = kRows * kBK / 2;
   static constexpr int kSmemBytes = STAGES * (kXStage + kWStage + 8) + 1024;  // + mbarriers, alignment slack
   static_assert(BT == 64 || BT == 128 || BT == 256, "wgmma n of this kernel");
-  static_assert(STAGES >= 3, "prefetch distance is STAGES - 2");
+  static_assert(kQD >= 1 && (!BATCH || kQD % 2 == 0), "prefetch distance >= 1, even when batched (buffer parity)");
 };
 
 #ifdef AWQ_SM90_DEVICE
@@ -283,7 +295,8 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
 #ifdef AWQ_SM90_DEVICE
   using T = typename Cfg::Elem;
   constexpr int BT = Cfg::kBT, STAGES = Cfg::kStages, kRows = Cfg::kRows, MI = Cfg::kMi;
-  constexpr int kQD = STAGES - 2;  // prefetch distance of everything: x, W, group parameters
+  constexpr int kQD = Cfg::kQD;  // prefetch distance of everything: x, W, group parameters
+  constexpr int kBufs = Cfg::kBatch ? 2 : 1;
 
   extern __shared__ uint8_t smem_raw[];
   const uint32_t smem0 = (static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) + 1023u) & ~1023u;
@@ -365,7 +378,7 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
   for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
     for (int i = 0; i < BT / 2; ++i) acc[mi][i] = 0.f;
-  uint32_t afr[MI][4][4];
+  uint32_t afr[kBufs][MI][4][4];
 
   // ---- pipeline prologue: blocks kb_begin .. kb_begin + kQD - 1 ----
 #pragma unroll
@@ -375,7 +388,7 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
   for (int u = 0; u < kQD; ++u) fetch_qparams(min(kb_begin + u, kb_end - 1), rs[u], rz[u]);
 
   const uint32_t shift = 4u * uint32_t(t);
-  auto block_step = [&](int kb, uint32_t(&sr)[MI][QP], uint32_t(&zr)[MI][QP]) {
+  auto block_step = [&](int kb, uint32_t(&sr)[MI][QP], uint32_t(&zr)[MI][QP], uint32_t(&af)[MI][4][4]) {
     const int it = kb - kb_begin;
     const int stage = it % STAGES;
     mbar_wait(bars + 8 * stage, uint32_t(it / STAGES) & 1u);  // x and W of block kb landed
@@ -408,10 +421,8 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
       hi1[mi] = lds128(wbase + 8 * 32 + 16);
     }
     const uint64_t desc0 = sw128_desc(sx + stage * Cfg::kXStage);
-#pragma unroll
-    for (int s = 0; s < 4; ++s) {
+    auto dequant_step = [&](int s) {
       const bool second = !Cfg::kG64 && s >= first_b;
-      wgmma_wait<3>();  // the wgmmas of the previous block that read afr[.][s] have retired
 #pragma unroll
       for (int mi = 0; mi < MI; ++mi) {
         const uint32_t sa = second ? s2[mi][QP - 2] : s2[mi][0], za = second ? z2[mi][QP - 2] : z2[mi][0];
@@ -421,26 +432,43 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
         const uint32_t w01 = s == 0 ? l0.y : s == 1 ? l0.w : s == 2 ? h0.y : h0.w;  // row g, word 2s+1
         const uint32_t w10 = s == 0 ? l1.x : s == 1 ? l1.z : s == 2 ? h1.x : h1.z;  // row g+8
         const uint32_t w11 = s == 0 ? l1.y : s == 1 ? l1.w : s == 2 ? h1.y : h1.w;
-        afr[mi][s][0] = dequant_pair<T>(w00 >> shift, za, sa);
-        afr[mi][s][1] = dequant_pair<T>(w10 >> shift, zb, sb);
-        afr[mi][s][2] = dequant_pair<T>(w01 >> shift, za, sa);
-        afr[mi][s][3] = dequant_pair<T>(w11 >> shift, zb, sb);
+        af[mi][s][0] = dequant_pair<T>(w00 >> shift, za, sa);
+        af[mi][s][1] = dequant_pair<T>(w10 >> shift, zb, sb);
+        af[mi][s][2] = dequant_pair<T>(w01 >> shift, za, sa);
+        af[mi][s][3] = dequant_pair<T>(w11 >> shift, zb, sb);
       }
+    };
+    if constexpr (Cfg::kBatch) {
+      wgmma_wait<1>();  // block kb - 2's wgmmas, which read this buffer, have retired
+#pragma unroll
+      for (int s = 0; s < 4; ++s) dequant_step(s);
       wgmma_fence();
 #pragma unroll
-      for (int mi = 0; mi < MI; ++mi) Wgmma<BT, T>::run(acc[mi], afr[mi][s], desc0 + 2 * s);
+      for (int s = 0; s < 4; ++s)
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi) Wgmma<BT, T>::run(acc[mi], af[mi][s], desc0 + 2 * s);
       wgmma_commit();
+    } else {
+#pragma unroll
+      for (int s = 0; s < 4; ++s) {
+        wgmma_wait<3>();  // the wgmmas of the previous block that read af[.][s] have retired
+        dequant_step(s);
+        wgmma_fence();
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi) Wgmma<BT, T>::run(acc[mi], af[mi][s], desc0 + 2 * s);
+        wgmma_commit();
+      }
     }
   };
   // whole rounds of kQD blocks without conditions, then the rest
   int kb = kb_begin;
   for (; kb + kQD <= kb_end; kb += kQD) {
 #pragma unroll
-    for (int u = 0; u < kQD; ++u) block_step(kb + u, rs[u], rz[u]);
+    for (int u = 0; u < kQD; ++u) block_step(kb + u, rs[u], rz[u], afr[u % kBufs]);
   }
 #pragma unroll
   for (int u = 0; u < kQD - 1; ++u)
-    if (kb + u < kb_end) block_step(kb + u, rs[u], rz[u]);
+    if (kb + u < kb_end) block_step(kb + u, rs[u], rz[u], afr[u % kBufs]);
   wgmma_wait<0>();
 
   // ---- epilogue: lanes g, g ^ 1 swap so each writes two adjacent features of one token ----
@@ -480,15 +508,15 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
 
 
 // ---- instantiated configurations ----------------------------------------------------------------
-//   id   BT   W rows = WGS x MI x 64   stages  smem
-//   0     64    64 = 1 x 1 x 64          6       61 KB
-//   1     64   128 = 2 x 1 x 64          6       73 KB   M <= 64
-//   2     64   256 = 2 x 2 x 64          6       97 KB
-//   3    128    64 = 1 x 1 x 64          5       91 KB
-//   4    128   128 = 2 x 1 x 64          5      101 KB
-//   5    128   256 = 2 x 2 x 64          4       97 KB   (255 registers; slower than 6 at M >= 256)
-//   6    256   128 = 2 x 1 x 64          4      145 KB   128 < M <= kSm90MaxM
-//   7    128   128 = 2 x 1 x 64          8      161 KB   64 < M <= 128
+//   id   BT   W rows = WGS x MI x 64   stages  order          smem
+//   0     64    64 = 1 x 1 x 64          6     step by step    61 KB
+//   1     64   128 = 2 x 1 x 64          6     step by step    73 KB   M <= 64
+//   2     64   256 = 2 x 2 x 64          6     step by step    97 KB
+//   3    128    64 = 1 x 1 x 64          5     step by step    91 KB
+//   4    128   128 = 2 x 1 x 64          7     batched        141 KB
+//   5    128   256 = 2 x 2 x 64          4     step by step    97 KB   (255 registers)
+//   6    256   128 = 2 x 1 x 64          5     batched        181 KB   128 < M <= kSm90MaxM
+//   7    128   128 = 2 x 1 x 64          9     batched        181 KB   64 < M <= 128
 // Tried and dropped (H200 tuning tables, bench/results/gemm_notes.md): 256 x 128 with 6 stages
 // (prefetch distance 4: ties configuration 6), 64 x 256 with 10 stages, and 4-warpgroup blocks
 // (512 threads; 128 x 256 and 64 x 256): slower than 6, resp. 1, at every M.
@@ -514,22 +542,24 @@ WgShape wg_shape(int cfg) {
 #define AWQ_WG_CFG_SWITCH(CFG, T, G64, ...)                                         \
   [&]() -> ::awq::Status {                                                          \
     switch (CFG) {                                                                  \
-      case 0: { using Cfg = WgCfg<T, 64, 1, 1, 6, G64>; return __VA_ARGS__(); }     \
-      case 1: { using Cfg = WgCfg<T, 64, 2, 1, 6, G64>; return __VA_ARGS__(); }     \
-      case 2: { using Cfg = WgCfg<T, 64, 2, 2, 6, G64>; return __VA_ARGS__(); }     \
-      case 3: { using Cfg = WgCfg<T, 128, 1, 1, 5, G64>; return __VA_ARGS__(); }    \
-      case 4: { using Cfg = WgCfg<T, 128, 2, 1, 5, G64>; return __VA_ARGS__(); }    \
-      case 5: { using Cfg = WgCfg<T, 128, 2, 2, 4, G64>; return __VA_ARGS__(); }    \
-      case 6: { using Cfg = WgCfg<T, 256, 2, 1, 4, G64>; return __VA_ARGS__(); }    \
-      case 7: { using Cfg = WgCfg<T, 128, 2, 1, 8, G64>; return __VA_ARGS__(); }    \
+      case 0: { using Cfg = WgCfg<T, 64, 1, 1, 6, false, G64>; return __VA_ARGS__(); }     \
+      case 1: { using Cfg = WgCfg<T, 64, 2, 1, 6, false, G64>; return __VA_ARGS__(); }     \
+      case 2: { using Cfg = WgCfg<T, 64, 2, 2, 6, false, G64>; return __VA_ARGS__(); }     \
+      case 3: { using Cfg = WgCfg<T, 128, 1, 1, 5, false, G64>; return __VA_ARGS__(); }    \
+      case 4: { using Cfg = WgCfg<T, 128, 2, 1, 7, true, G64>; return __VA_ARGS__(); }    \
+      case 5: { using Cfg = WgCfg<T, 128, 2, 2, 4, false, G64>; return __VA_ARGS__(); }    \
+      case 6: { using Cfg = WgCfg<T, 256, 2, 1, 5, true, G64>; return __VA_ARGS__(); }    \
+      case 7: { using Cfg = WgCfg<T, 128, 2, 1, 9, true, G64>; return __VA_ARGS__(); }    \
       default: break;                                                               \
     }                                                                               \
     return ::awq::Status::kUnsupported;                                             \
   }()
 
-// Measured on an H200 (bench/results/gemm_notes.md, tuning tables of 2026-11-21 ~12:10 UTC, six
-// LLM shapes, best split count each, geo-mean vs cuBLAS): M = 64: cfg 1 1.12x (0 1.07x, 2 1.09x);
-// M = 128: cfg 7 0.93x (5 0.90x, 4 0.89x); M = 256: cfg 6 0.84x (5 0.74x); M = 1024: cfg 6 0.82x.
+// Measured on an H200 (bench/results/gemm_notes.md, tuning table of 2026-11-21 12:30 UTC, six LLM
+// shapes, best split count each, geo-mean vs cuBLAS): M = 64: cfg 1 1.13x (2 1.10x, 0 1.08x);
+// M = 128: cfg 7 1.00x (4 0.99x, 5 0.92x); M = 256: cfg 6 0.87x (5 0.77x); M = 1024: cfg 6 0.84x
+// (the dequantize + cuBLAS fallback 0.77x); M = 2048: cfg 6 0.84x against the fallback's 0.86x.
+// Repeated timings of one configuration differ by up to 10 % at large M (clocks under load).
 int default_cfg(int64_t m) { return m <= 64 ? 1 : m <= 128 ? 7 : 6; }
 
 // Blocks of configuration cfg one SM holds at once (registers, shared memory), from the occupancy
