@@ -53,7 +53,7 @@
 //     so the buffer of a block is a compile-time choice in the unrolled loop). The tensor pipe
 //     gets four wgmmas back to back and the dequantization of the next block overlaps them; with
 //     128- and 256-token tiles this was 2-11 % faster (M = 128: 0.93x -> 1.00x cuBLAS), with
-//     64-token tiles slower (the second buffer costs 2 blocks per SM there).
+//     64-token tiles slower (the second buffer leaves room for only one block per SM there).
 //   Per-row (scale, zero) pairs come from global memory kQD blocks ahead into registers
 //   (one set per block in flight); a 64-k block spans at most two groups (group_size % 32 == 0),
 //   so each lane keeps two pairs for each of its rows g and g + 8 and picks one per k16 step.
@@ -69,10 +69,11 @@
 // between two groups. The G64 form (group_size % 64 == 0: one group per block) with a
 // multiply-high group index cuts that to ~165 and M = 64 went from 0.87x to 1.12x cuBLAS; DRAM
 // still runs at ~1 TB/s, with stalls spread over dependency waits, the per-block barrier and the
-// tile wait. At M >= 256 (configuration 6) the tensor pipe is ~76 % busy; a deeper prefetch (6
-// stages), 4-warpgroup blocks (a third less x traffic per MAC) and 128-token tiles are all
-// slower, so neither L2 bandwidth nor load latency is the limit; warp specialization (a producer
-// warp, setmaxnreg) is the next thing to try.
+// tile wait. At M >= 256 (configuration 6) the SM is ~76 % busy; a deeper prefetch (6 stages),
+// 4-warpgroup blocks (a third less x traffic per MAC), 128-token tiles, W words read a block
+// ahead and a pipeline without the block barrier (per-stage "empty" mbarriers) were all slower or
+// equal, so neither L2 bandwidth, load latency nor the barrier is the limit; the batched order
+// (above) gained 2-11 %. A producer warpgroup with setmaxnreg is what is left untried.
 #include <cuda.h>  // CUtensorMap and its enums only: the encoder is fetched through the runtime, no -lcuda
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
