@@ -515,7 +515,7 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
 //   2     64   256 = 2 x 2 x 64          6     step by step    97 KB
 //   3    128    64 = 1 x 1 x 64          5     step by step    91 KB
 //   4    128   128 = 2 x 1 x 64          7     batched        141 KB
-//   5    128   256 = 2 x 2 x 64          4     step by step    97 KB   (255 registers)
+//   5    128   256 = 2 x 2 x 64          4     step by step    97 KB   (232-255 registers)
 //   6    256   128 = 2 x 1 x 64          5     batched        181 KB   128 < M <= kSm90MaxM
 //   7    128   128 = 2 x 1 x 64          9     batched        181 KB   64 < M <= 128
 // Tried and dropped (H200 tuning tables, bench/results/gemm_notes.md): 256 x 128 with 6 stages
@@ -540,20 +540,20 @@ WgShape wg_shape(int cfg) {
   }
 }
 
-#define AWQ_WG_CFG_SWITCH(CFG, T, G64, ...)                                         \
-  [&]() -> ::awq::Status {                                                          \
-    switch (CFG) {                                                                  \
-      case 0: { using Cfg = WgCfg<T, 64, 1, 1, 6, false, G64>; return __VA_ARGS__(); }     \
-      case 1: { using Cfg = WgCfg<T, 64, 2, 1, 6, false, G64>; return __VA_ARGS__(); }     \
-      case 2: { using Cfg = WgCfg<T, 64, 2, 2, 6, false, G64>; return __VA_ARGS__(); }     \
-      case 3: { using Cfg = WgCfg<T, 128, 1, 1, 5, false, G64>; return __VA_ARGS__(); }    \
-      case 4: { using Cfg = WgCfg<T, 128, 2, 1, 7, true, G64>; return __VA_ARGS__(); }    \
-      case 5: { using Cfg = WgCfg<T, 128, 2, 2, 4, false, G64>; return __VA_ARGS__(); }    \
-      case 6: { using Cfg = WgCfg<T, 256, 2, 1, 5, true, G64>; return __VA_ARGS__(); }    \
-      case 7: { using Cfg = WgCfg<T, 128, 2, 1, 9, true, G64>; return __VA_ARGS__(); }    \
-      default: break;                                                               \
-    }                                                                               \
-    return ::awq::Status::kUnsupported;                                             \
+#define AWQ_WG_CFG_SWITCH(CFG, T, G64, ...)                                              \
+  [&]() -> ::awq::Status {                                                               \
+    switch (CFG) {                                                                       \
+      case 0: { using Cfg = WgCfg<T, 64, 1, 1, 6, false, G64>; return __VA_ARGS__(); }   \
+      case 1: { using Cfg = WgCfg<T, 64, 2, 1, 6, false, G64>; return __VA_ARGS__(); }   \
+      case 2: { using Cfg = WgCfg<T, 64, 2, 2, 6, false, G64>; return __VA_ARGS__(); }   \
+      case 3: { using Cfg = WgCfg<T, 128, 1, 1, 5, false, G64>; return __VA_ARGS__(); }  \
+      case 4: { using Cfg = WgCfg<T, 128, 2, 1, 7, true, G64>; return __VA_ARGS__(); }   \
+      case 5: { using Cfg = WgCfg<T, 128, 2, 2, 4, false, G64>; return __VA_ARGS__(); }  \
+      case 6: { using Cfg = WgCfg<T, 256, 2, 1, 5, true, G64>; return __VA_ARGS__(); }   \
+      case 7: { using Cfg = WgCfg<T, 128, 2, 1, 9, true, G64>; return __VA_ARGS__(); }   \
+      default: break;                                                                    \
+    }                                                                                    \
+    return ::awq::Status::kUnsupported;                                                  \
   }()
 
 // Measured on an H200 (bench/results/gemm_notes.md, tuning table of 2026-11-21 12:30 UTC, six LLM
