@@ -1,7 +1,7 @@
 """CUDA int4_linear in the GEMM regime (M > 16) against the oracle.
 
 Two kernels sit behind it: on compute capability 9.0 (H100/H200) the wgmma kernel of
-int4_gemm_sm90.cu for M >= 64 with N % 64 == 0 and K % 64 == 0 (shapes N = 192, 320 below: half a
+int4_gemm_sm90.cu for 17 <= M <= 1024 with N % 64 == 0 and K % 64 == 0 (shapes N = 192, 320 below: half a
 256- or 128-row tile, K = 1152: 18 k-blocks, group size 96 puts group boundaries inside k-blocks),
 otherwise the mma.sync kernel of int4_gemm.cu (N = 136, 264; K = 1056 with a 32-wide k tail).
 Rule: err(kernel, fp64) <= 2 * err(torch at the same dtype, fp64), errors as relative L2 norms.

@@ -531,7 +531,7 @@ void run_bench(bool tune, const cudaDeviceProp& prop) {
 
         Row r{n, k, m, dt};
         r.cublas = tm.time_us(reps, [&](int i) { cublas_linear(x, ws[i % nw], y, m, n, k, dt, tm.st); });
-        // the op path: int4_gemm (wgmma on sm_90 for 64 <= M <= kSm90MaxM, mma.sync up to M = 128), else
+        // the op path: int4_gemm (wgmma on sm_90 for kSm90MinM <= M <= kSm90MaxM, mma.sync up to M = 128), else
         // the fallback
         CK(cudaMemsetAsync(y, 0xff, size_t(m) * n * 2, tm.st));
         const bool op_ok = int4_call(0, -2, 0, y) == Status::kOk;

@@ -25,7 +25,10 @@ int64_t int4_gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, int group_siz
 // 2026-11-21, geo-mean over six LLM shapes: M = 1024 this kernel 0.84x cuBLAS against 0.77x for the
 // fallback; M = 2048 0.84x against 0.86x; M = 4096 0.82x, measured before the batched order, against
 // 0.92x; bench/results/gemm_notes.md).
-constexpr int64_t kSm90MinM = 64;
+// From M = 17 (the decode kernels take M <= 16): at M = 17..48 the 64-token tile with its padding
+// rows still beats the mma.sync kernel, 1.21-1.23x cuBLAS against ~0.97x (H200, 12:40 UTC,
+// raw_gemm_h200/tune_m17-48.log).
+constexpr int64_t kSm90MinM = 17;
 constexpr int64_t kSm90MaxM = 1024;
 Status int4_gemm_sm90(const Int4LinearParams& p, cudaStream_t stream, int cfg, int splits);
 int int4_gemm_sm90_num_configs();

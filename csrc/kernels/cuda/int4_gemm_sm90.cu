@@ -1,7 +1,7 @@
 // Hopper (sm_90a) W4A16 GEMM on wgmma: y [M, N] = x [M, K] @ W^T (+ bias), W [N, K] as 4-bit codes
-// in the kernel layout (layout.h). Used for 64 <= M <= kSm90MaxM (int4_gemm.h) on compute
-// capability 9.0; int4_gemm.cu dispatches here first and keeps its mma.sync kernel for small M and
-// for other GPUs.
+// in the kernel layout (layout.h). Used for kSm90MinM <= M <= kSm90MaxM (int4_gemm.h, 17 .. 1024) on
+// compute capability 9.0; int4_gemm.cu dispatches here first and keeps its mma.sync kernel for
+// what this one declines and for other GPUs.
 //
 // ---- "Swap AB": the weights are the register operand ---------------------------------------
 // wgmma takes A (64 x 16) from registers and B (16 x n) from shared memory. We compute
