@@ -92,7 +92,7 @@ def test_awq_layout_spec_example():
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m", [1, 3, 16, 17, 128])
-@pytest.mark.parametrize("nk", [(24, 64), (37, 192), (96, 576)])
+@pytest.mark.parametrize("nk", [(24, 64), (37, 192), (96, 576), (128, 576)])  # N = 128: wgmma on H100/H200 for M >= 17
 def test_int4_linear_accuracy(device, dtype, m, nk):
     n, k = nk
     if device == "cuda" and dtype == torch.float32:

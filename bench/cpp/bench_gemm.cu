@@ -299,6 +299,7 @@ void run_checks(bool small) {
       check_problem(make_problem(33, 136, 288, 32, dt, true, seed++), "random", false, {0, 2});
       check_problem(make_problem(20, 136, 288, 96, dt, false, seed++, true), "onehot", true, {0});
       check_problem(make_problem(70, 192, 384, 96, dt, true, seed++), "random", false, {0, 2});
+      check_problem(make_problem(40, 192, 384, 64, dt, false, seed++), "random", false, {0, 2});  // G64 form
       continue;
     }
     // wgmma shapes (N % 64, K % 64): N = 192 / 320 leave half a 128-row tile, g = 96 puts group
@@ -308,6 +309,9 @@ void run_checks(bool small) {
     check_problem(make_problem(1000, 256, 2048, 32, dt, true, seed++), "random", false, {0, 1, 5});
     check_problem(make_problem(256, 4096, 4096, 128, dt, true, seed++), "random", false, {0});
     check_problem(make_problem(130, 192, 1152, 96, dt, false, seed++, true), "onehot", true, {0, 3});
+    // G64 form with a group size that is not a power of two (group index by multiply-high)
+    check_problem(make_problem(96, 320, 1152, 192, dt, true, seed++), "random", false, {0, 1, 3});
+    check_problem(make_problem(40, 192, 1152, 192, dt, false, seed++, true), "onehot", true, {0, 2});
     // N tails (264, 392 are not multiples of 128), K tails (1056, 1088), every group size
     check_problem(make_problem(17, 264, 1056, 32, dt, false, seed++), "random", false, {0, 1, 3});
     check_problem(make_problem(65, 264, 1088, 64, dt, true, seed++), "random", false, {0, 1, 3});
