@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 DEFAULT_SHAPES = "4096x4096,11008x4096,4096x11008,14336x4096,4096x14336,28672x8192"
-DEFAULT_M = "1,2,4,8,16,64,256,1024,4096,8192"
+DEFAULT_M = "1,2,4,8,16,32,64,256,1024,4096,8192"
 
 
 def parse_args(argv=None):
