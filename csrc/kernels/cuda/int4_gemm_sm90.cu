@@ -752,12 +752,21 @@ Status launch(const Int4LinearParams& p, const WgPlan& pl, cudaStream_t stream) 
 
 int int4_gemm_sm90_num_configs() { return kNumWgCfgs; }
 
+// Where the automatic choice leaves the dequantize + cuBLAS fallback in place below kSm90MaxM:
+// wide layers over K <= 4096 (11008 x 4096, 14336 x 4096) at M = 1024 tie with it in the C++
+// benchmark and lose through the op (0.70-0.76x against the fallback's 0.76-0.80x, H200, three runs,
+// bench/results/gemm_notes.md), while at M = 256 the kernel wins clearly (0.64x against 0.49x); the
+// cut at 512 between those measurements is interpolated.
+static bool prefer_fallback(int64_t m, int64_t n, int64_t k) { return m > 512 && k <= 4096 && n >= 8192; }
+
 bool int4_gemm_sm90_handles(int64_t m, int64_t n, int64_t k, int group_size) {
-  return m >= kSm90MinM && m <= kSm90MaxM && shape_supported(m, n, k, group_size) && device_is_sm90();
+  return m >= kSm90MinM && m <= kSm90MaxM && !prefer_fallback(m, n, k) && shape_supported(m, n, k, group_size) &&
+         device_is_sm90();
 }
 
 Status int4_gemm_sm90(const Int4LinearParams& p, cudaStream_t stream, int cfg, int splits) {
   if (cfg >= kNumWgCfgs || !supported(p) || !device_is_sm90()) return Status::kUnsupported;
+  if (cfg < 0 && prefer_fallback(p.m, p.n, p.k)) return Status::kUnsupported;
   WgPlan pl = make_plan(p.m, p.n, p.k, device_sm_count(p.sm_count), cfg, splits);
   if (pl.splits > 1 && (p.workspace == nullptr || p.workspace_bytes < partial_bytes(pl, p.m, p.n) ||
                         !aligned(p.workspace, 16)))
