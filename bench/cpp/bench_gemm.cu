@@ -10,7 +10,8 @@
 //   bench_gemm --bench      timing vs cuBLAS fp16/bf16 on six LLM layer shapes (add --tune to time
 //                           every wgmma configuration and split count; with -DAWQ_GEMM_TUNING also
 //                           every mma.sync tile)
-//   bench_gemm --profile    two single calls (M = 64, 8192; N = K = 4096) to look at with ncu
+//   bench_gemm --one=N,K,M,cfg,splits   three calls of one problem (fp16, g = 128) for ncu; cfg -1
+//                           is the dispatcher, 0.. a forced wgmma configuration; splits <= 0 automatic
 //   --ms=64,256   --dtypes=fp16   restrict the benchmark's token counts and dtypes
 //
 // Accuracy rule (as the python tests): ||y - ref|| / ||ref|| <= 2 x the same error of cuBLAS at
@@ -635,18 +636,6 @@ void run_bench(bool tune, const cudaDeviceProp& prop) {
 
 }  // namespace
 
-// One automatic-config call each for M = 64 and M = 8192 on N = K = 4096 fp16 (for ncu).
-void run_profile() {
-  for (int m : {64, 8192}) {
-    Problem p = make_problem(m, 4096, 4096, 128, DType::kF16, false, 5 + m);
-    p.x.clear();
-    p.x.resize(size_t(m) * 4096, awq::float_to_half(0.25f));
-    DevProblem d(p);
-    if (awq::cuda::detail::int4_gemm_with_config(params_of(p, d, g_sm_count), 0, -1, 0) != Status::kOk) ++g_failures;
-    CK(cudaDeviceSynchronize());
-  }
-}
-
 // --one=N,K,M,cfg,splits: three calls of one configuration on random device data (fp16, g = 128),
 // for ncu (--launch-skip 1 --launch-count 1). cfg >= 0 forces the wgmma configuration, -1 the
 // dispatcher; splits <= 0 automatic.
@@ -696,7 +685,7 @@ void run_one(const std::vector<int>& v) {
 }
 
 int main(int argc, char** argv) {
-  bool check = false, sanitize = false, bench = false, tune = false, profile = false;
+  bool check = false, sanitize = false, bench = false, tune = false;
   std::vector<int> one;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -704,7 +693,6 @@ int main(int argc, char** argv) {
     else if (a == "--sanitize") sanitize = true;
     else if (a == "--bench") bench = true;
     else if (a == "--tune") tune = true;
-    else if (a == "--profile") profile = true;
     else if (a.rfind("--ms=", 0) == 0) {
       g_ms.clear();
       for (size_t pos = 5; pos < a.size();) {
@@ -725,7 +713,7 @@ int main(int argc, char** argv) {
     } else if (a == "--dtypes=fp16") g_dtypes = {DType::kF16};
     else if (a == "--dtypes=bf16") g_dtypes = {DType::kBF16};
   }
-  if (!check && !sanitize && !bench && !profile && one.empty()) check = bench = true;
+  if (!check && !sanitize && !bench && one.empty()) check = bench = true;
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   g_sm_count = prop.multiProcessorCount;
@@ -734,7 +722,6 @@ int main(int argc, char** argv) {
   if (sanitize) run_checks(true);
   if (check) run_checks(false);
   if (bench) run_bench(tune, prop);
-  if (profile) run_profile();
   if (!one.empty()) run_one(one);
   if ((check || sanitize) && prop.major == 9 && prop.minor == 0 && g_wgmma_checks == 0) {
     std::printf("FAIL: the wgmma kernel ran no check case on this sm_90 device\n");
