@@ -601,6 +601,14 @@ void run_checks(const std::string& only) {
     // 6 threads per row (groups of one warp in different row slots), several rows per slot
     check_pseudo(dt, 100000, 96, 32, 4, true, true, true, false);
     check_pseudo(dt, 100000, 96, 32, 4, false, false, false, true);
+    // bulk-copy kernel (sm_90, no in_scale): chunks that span rows with 9 groups per row (a chunk's
+    // groups are not whole rows), clip ratios by flat group index, in place, a partial last chunk
+    check_pseudo(dt, 300, 576, 64, 4, true, false, true, false);
+    check_pseudo(dt, 300, 576, 64, 4, false, false, false, true);
+    check_pseudo(dt, 41, 8320, 128, 4, true, false, true, false);
+    // the same shapes with in_scale (the persistent grid)
+    check_pseudo(dt, 300, 576, 64, 4, true, true, true, false);
+    check_pseudo(dt, 40, 8320, 128, 4, true, true, true, false);
   }
   for (DType dt : dts) {
     if (!on("int4")) break;

@@ -65,7 +65,7 @@ for i in $(seq 1 $nv); do
   grep -E "FAIL|checks in all" "$OUT/bench_v$i.txt"
 done
 [[ -x $B/bq_base ]] && step 20 $B/bq_base --no-checks --bench=act,group > "$OUT/bench_base.txt" 2>&1
-step 25 ncu --kernel-name regex:"act_stats|group_fast|dequant_fast" --section SpeedOfLight --section Occupancy \
+step 25 ncu --kernel-name regex:"act_stats|group_fast|group_bulk|dequant_fast" --section SpeedOfLight --section Occupancy \
   --section LaunchStats --section WarpStateStats --section ComputeWorkloadAnalysis $B/bq --profile > "$OUT/ncu.txt" 2>&1
 grep -E "^  [a-z].*kernel|DRAM Throughput|Memory Throughput|Duration|Issue Slots Busy|Achieved Occupancy|Registers Per" "$OUT/ncu.txt" | head -80
 {

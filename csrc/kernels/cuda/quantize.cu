@@ -3,7 +3,7 @@
 // from the AutoAWQ "gemm" layout. Arithmetic: quant_math.h (group_qparams / quant_code /
 // dequant_code), so codes, zero points and packed words match the CPU kernels and the oracle.
 //
-// Group kernels, two paths:
+// Group kernels, three paths:
 //
 // * fast: one pass, one read of W and one write. A group of g = kLanes * kVecs * V elements (V = 16
 //   bytes of the dtype) lives in the registers of kLanes adjacent threads, kVecs 16-byte vectors
@@ -24,6 +24,11 @@
 //   issues the loads of kRows rows (kVecs x kRows 16-byte loads in flight per thread) before it
 //   quantizes the first. The scale division inside the codes and the division by in_scale use the
 //   exact reused-divisor form of IEEE division (quant::Divisor in quant_device.cuh).
+//
+// * bulk (sm_90, pseudo-quantization without in_scale): the same slices, but W streams through
+//   shared memory by bulk copies (cp.async.bulk) in and out, issued by one producer thread, so the
+//   memory traffic does not depend on how many loads the threads keep in flight (see the bulk-copy
+//   section below).
 //
 // * generic: one block per group, any g, any alignment: a min/max pass, a block reduction, then a
 //   second pass over the same group (from L1/L2) that quantizes and writes.
@@ -102,6 +107,12 @@ constexpr float kTwo23 = 8388608.0f;
 // [2^23, 2^24) is 1), and (d + kRound) - kRound == rint(d) exactly, never -0.
 constexpr float kRound = 12582912.0f;
 
+// An in_scale value in Divisor's operand range for the division by it (false for NaN).
+__device__ __forceinline__ bool scale_in_range(float s) {
+  const float m = fabsf(s);
+  return m >= 0x1p-30f && m <= 0x1p30f;
+}
+
 // Packed pair type of a 16-bit dtype, for group min / max on the raw bits (fp16 and bf16 -> fp32
 // is exact and monotonic, so min / max commute with the conversion; __hmin2 / __hmax2 ignore a
 // NaN operand like fminf / fmaxf).
@@ -128,10 +139,215 @@ __device__ __forceinline__ void store_words(int32_t* p, const uint32_t (&w)[W]) 
   }
 }
 
-// kLanes: threads per group (power of two, 1..32); kVecs: 16-byte vectors per thread and row; the
-// group size is kLanes * kVecs * kVec<T>.
-// kScale: pseudo-quantization with an in_scale vector (w * s, quantize, / s).
-// slots: row slots of the persistent grid; threads at or past slots * tpr exit at once.
+// One thread's slice of one group: the arithmetic shared by the persistent-grid kernel and the
+// bulk-copy kernel below. raw holds the thread's kVecs 16-byte vectors of the group; sc / scy the
+// in_scale values of those elements and their reciprocals (kScale only); scale_safe says that every
+// one of them lies in Divisor's range. The group's min / max is reduced over its kLanes lanes (gmask),
+// then the results go to sink:
+//   pseudo-quantization: sink(u, r), r the V fp32 output values of vector u;
+//   INT4:                sink(words, q, offset), the thread's packed words and the group's parameters
+//                        (codes stored as code + offset).
+// kLanes: threads per group (power of two, 1..32); kVecs: 16-byte vectors per thread; the group size
+// is kLanes * kVecs * kVec<T>. kScale: pseudo-quantization with an in_scale vector (w * s, quantize, / s).
+template <typename T, int kLanes, int kVecs, Mode M, bool kScale, typename Sink>
+__device__ __forceinline__ void quantize_slice(const uint4 (&raw)[kVecs], const float (&sc)[kVecs][kVec<T>],
+                                               const float (&scy)[kVecs][kVec<T>], bool scale_safe, unsigned gmask,
+                                               float ratio, const GroupArgs& a, Sink&& sink) {
+  constexpr int V = kVec<T>;
+  constexpr int kWords = kVecs * V / 8;  // INT4 words per thread
+  static_assert(M == Mode::kPseudo || !kScale, "INT4 quantization takes no in_scale");
+  static_assert(M == Mode::kPseudo || kWords == 1 || kWords == 2 || kWords == 4, "INT4 needs whole words");
+  // 16-bit T without in_scale: min / max on the packed pairs (half the instructions of the fp32
+  // values), and each vector is unpacked only where it is quantized (fewer live registers).
+  // Otherwise the fp32 values (times in_scale) are kept for both passes.
+  constexpr bool kPacked = !kScale && sizeof(T) == 2;
+  // 16-bit T with in_scale: w * s is formed again in the second pass from the raw bits instead of
+  // being kept (fewer live registers: part of what lets 3 blocks of the persistent grid fit, see
+  // AWQ_SCALE_MIN_BLOCKS)
+  constexpr bool kRecompute = kScale && sizeof(T) == 2;
+  float v[kPacked || kRecompute ? 1 : kVecs][V];
+  float mn, mx;
+  if constexpr (kPacked) {
+    using T2 = typename Pair<T>::T2;
+    auto pair = [](uint32_t bits) {
+      T2 h;
+      memcpy(&h, &bits, 4);
+      return h;
+    };
+    T2 lo2 = pair(raw[0].x), hi2 = lo2;
+#pragma unroll
+    for (int u = 0; u < kVecs; ++u) {
+      const uint32_t ws[4] = {raw[u].x, raw[u].y, raw[u].z, raw[u].w};
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        lo2 = __hmin2(lo2, pair(ws[q]));
+        hi2 = __hmax2(hi2, pair(ws[q]));
+      }
+    }
+    mn = fminf(Elem<T>::to_f(lo2.x), Elem<T>::to_f(lo2.y));
+    mx = fmaxf(Elem<T>::to_f(hi2.x), Elem<T>::to_f(hi2.y));
+  } else if constexpr (kRecompute) {
+    mn = INFINITY;
+    mx = -INFINITY;
+#pragma unroll
+    for (int u = 0; u < kVecs; ++u) {
+      float x[V];
+      quant::unpack<T>(raw[u], x);
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        const float y = __fmul_rn(x[e], sc[u][e]);
+        mn = fminf(mn, y);
+        mx = fmaxf(mx, y);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int u = 0; u < kVecs; ++u) {
+      quant::unpack<T>(raw[u], v[u]);
+      if constexpr (kScale) {
+#pragma unroll
+        for (int e = 0; e < V; ++e) v[u][e] = __fmul_rn(v[u][e], sc[u][e]);
+      }
+    }
+    mn = v[0][0];
+    mx = v[0][0];
+#pragma unroll
+    for (int u = 0; u < kVecs; ++u)
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        mn = fminf(mn, v[u][e]);
+        mx = fmaxf(mx, v[u][e]);
+      }
+  }
+  // the fp32 values of vector u (u a compile-time index after unrolling)
+  auto values = [&](int u, float (&x)[V]) {
+    if constexpr (kPacked) {
+      quant::unpack<T>(raw[u], x);
+    } else if constexpr (kRecompute) {
+      quant::unpack<T>(raw[u], x);
+#pragma unroll
+      for (int e = 0; e < V; ++e) x[e] = __fmul_rn(x[e], sc[u][e]);
+    } else {
+#pragma unroll
+      for (int e = 0; e < V; ++e) x[e] = v[u][e];
+    }
+  };
+#pragma unroll
+  for (int o = kLanes / 2; o > 0; o >>= 1) {
+    mn = fminf(mn, __shfl_xor_sync(gmask, mn, o));
+    mx = fmaxf(mx, __shfl_xor_sync(gmask, mx, o));
+  }
+
+  const GroupQParams q = group_qparams(mn, mx, ratio, a.bits, a.zero_point, RoundTo<T>());
+  // symmetric INT4 codes -8..7 are stored offset by 8 with zero point 8
+  const float offset = M == Mode::kInt4 && !a.zero_point ? 8.0f : 0.0f;
+
+  // Quantize this thread's kVecs x V elements. fast (std::true_type): reused-divisor division and
+  // the reformulated clamps below; otherwise quant_math.h verbatim with IEEE `/`.
+  // clipped (std::true_type when a clip ratio is given, fast path only): the value is clamped to
+  // [lo, hi] first; without a clip ratio [lo, hi] is the group's own range (symmetric: -max|v|,
+  // max|v|), an identity clamp that is skipped.
+  auto finish = [&](auto fast, auto clipped) {
+    constexpr bool kFast = decltype(fast)::value;
+    const Divisor ds(kFast ? q.scale : 1.0f);
+    auto quotient = [&](float x) {
+      if constexpr (decltype(clipped)::value) x = clampf(x, q.lo, q.hi);
+      return ds.div(x);
+    };
+    if constexpr (M == Mode::kPseudo) {
+      // code - z = clamp(R + z, qmin, qmax) - z = clamp(R, qmin - z, qmax - z) (small integers,
+      // exact in fp32; an |R| >= 2^24 saturates the same end either way), R = rint(x / scale).
+      // 16-bit T: t = x / scale + kRound holds kRound + R; clamped to kRound + [dlo, dhi], then
+      // (t - kRound) * scale in one FMA: the scale has at most 11 significant bits, so
+      // kRound * scale = 3 * 2^22 * scale is exact and the FMA rounds the exact
+      // (t - kRound) * scale once, like the oracle's (code - z) * scale; an exact zero comes out
+      // +0, as the oracle's. fp32: rint, clamp, + 0.0f (the oracle's code - z is never -0), *.
+      const float dlo = q.qmin - q.zero, dhi = q.qmax - q.zero;
+      const float tlo = dlo + kRound, thi = dhi + kRound, tsub = -(kRound * q.scale);
+#pragma unroll
+      for (int u = 0; u < kVecs; ++u) {
+        float x[V], r[V];
+        values(u, x);
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          if constexpr (kFast && sizeof(T) == 2) {
+            const float t = fminf(fmaxf(__fadd_rn(quotient(x[e]), kRound), tlo), thi);
+            r[e] = __fmaf_rn(t, q.scale, tsub);
+          } else if constexpr (kFast) {
+            const float d = __fadd_rn(fminf(fmaxf(rint_f(quotient(x[e])), dlo), dhi), 0.0f);
+            r[e] = __fmul_rn(d, q.scale);
+          } else {
+            r[e] = dequant_code(quant_code(x[e], q), q);
+          }
+          if constexpr (kScale) r[e] = kFast ? Divisor(sc[u][e], scy[u][e]).div(r[e]) : r[e] / sc[u][e];
+        }
+        sink(u, r);
+      }
+    } else {
+      // nibble = code + offset, computed as a float in [2^23, 2^23 + 15] and read from its
+      // low bits (R + z + offset + 2^23 is exact in that range; outside it the clamp saturates
+      // the same end as quant_code's)
+      const float zb = q.zero + offset + kTwo23, nlo = q.qmin + offset + kTwo23, nhi = q.qmax + offset + kTwo23;
+      auto nibble = [&](float x) -> uint32_t {
+        if constexpr (kFast) {
+          return __float_as_uint(fminf(fmaxf(__fadd_rn(rint_f(quotient(x)), zb), nlo), nhi)) & 0xfu;
+        } else {
+          return uint32_t(quant_code(x, q) + offset);
+        }
+      };
+      // the thread's kVecs * V consecutive codes c -> word c / 8, element c % 8
+      uint32_t words[kWords];
+#pragma unroll
+      for (int wi = 0; wi < kWords; ++wi) words[wi] = 0;
+#pragma unroll
+      for (int u = 0; u < kVecs; ++u) {
+        float x[V];
+        values(u, x);
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          const int c = u * V + e;
+          words[c / 8] |= nibble(x[e]) << (4 * nibble_pos(c % 8));
+        }
+      }
+      sink(words, q, offset);
+    }
+  };
+
+  const float amax = fmaxf(fabsf(mn), fabsf(mx));
+  // Divisor's operand ranges, and |x / scale| < 2^21 for the kRound rounding (only a nearly
+  // constant group of large values has a quotient that big; it takes the IEEE path)
+  const bool group_safe = q.scale >= 0x1p-64f && q.scale <= 0x1p64f && amax <= 0x1p62f &&
+                          amax <= q.scale * 0x1p21f;  // false for NaN
+  if (group_safe && scale_safe) {
+    if (a.clip != nullptr) {
+      finish(std::true_type{}, std::true_type{});
+    } else {
+      finish(std::true_type{}, std::false_type{});
+    }
+  } else {
+    finish(std::false_type{}, std::false_type{});
+  }
+}
+
+// Group mask of a thread's kLanes-lane group: a group's threads are adjacent lanes of one warp
+// (kLanes divides 32 and the block size); groups of one warp may run different row or chunk counts,
+// so shuffles name only the group's own lanes.
+template <int kLanes>
+__device__ __forceinline__ unsigned group_mask() {
+  return kLanes == 32 ? 0xffffffffu : ((1u << (kLanes & 31)) - 1u) << (int(threadIdx.x) % 32 / kLanes * kLanes);
+}
+
+// Element offset of vector u of lane `lane` within its group. pseudo (split): vector u of lane l is
+// v_{u * kLanes + l} (each load / store instruction of a warp covers contiguous runs of kLanes
+// vectors); INT4: lane l holds kVecs consecutive vectors, so its kVecs * V codes are consecutive
+// packed words (one store).
+template <typename T, int kLanes, int kVecs, Mode M>
+__device__ __forceinline__ int vec_offset(int u, int lane) {
+  return M == Mode::kPseudo ? (u * kLanes + lane) * kVec<T> : (lane * kVecs + u) * kVec<T>;
+}
+
+// The persistent row-slot grid (see the drawing at the top). slots: row slots of the grid; threads at
+// or past slots * tpr exit at once.
 // Register budget (launch bounds): 64 for 4 blocks per SM when kRows x kVecs <= 4 (the occupancy
 // that made pseudo-quantization fastest), 80 (3 blocks) for INT4's 2 x 4, 85 (3 blocks) with in_scale.
 template <typename T, int kLanes, int kVecs, Mode M, bool kScale>
@@ -139,13 +355,7 @@ __global__ void __launch_bounds__(kThreads, kScale ? AWQ_SCALE_MIN_BLOCKS : (kRo
     group_fast_kernel(const GroupArgs a, int64_t slots) {
   constexpr int V = kVec<T>;
   constexpr int G = kLanes * kVecs * V;
-  // pseudo: vector u of lane l is v_{u * kLanes + l} (each load / store instruction of a warp
-  // covers contiguous runs of kLanes vectors); INT4: lane l holds kVecs consecutive vectors, so its
-  // kVecs * V codes are consecutive packed words (one store)
-  constexpr bool kSplit = M == Mode::kPseudo;
   constexpr int kWords = kVecs * V / 8;  // INT4 words per thread and row
-  static_assert(M == Mode::kPseudo || !kScale, "INT4 quantization takes no in_scale");
-  static_assert(M == Mode::kPseudo || kWords == 1 || kWords == 2 || kWords == 4, "INT4 needs whole words");
   const int64_t gpr = a.groups_per_row;
   const int64_t tpr = gpr * kLanes;
   const int64_t tid = int64_t(blockIdx.x) * kThreads + threadIdx.x;
@@ -154,16 +364,12 @@ __global__ void __launch_bounds__(kThreads, kScale ? AWQ_SCALE_MIN_BLOCKS : (kRo
   const int64_t slot = tid / tpr;
   const int64_t j = (tid - slot * tpr) / kLanes;
   const int lane = int(threadIdx.x) % kLanes;
-  // A group's kLanes threads are adjacent lanes of one warp (kLanes divides 32 and the block size);
-  // groups of one warp may sit in different row slots and run different row counts, so shuffles
-  // name only the group's own lanes.
-  const unsigned gmask =
-      kLanes == 32 ? 0xffffffffu : ((1u << (kLanes & 31)) - 1u) << (int(threadIdx.x) % 32 / kLanes * kLanes);
+  const unsigned gmask = group_mask<kLanes>();
   const int64_t k = gpr * G;
   const int64_t col0 = j * G;
   int off[kVecs];
 #pragma unroll
-  for (int u = 0; u < kVecs; ++u) off[u] = kSplit ? (u * kLanes + lane) * V : (lane * kVecs + u) * V;
+  for (int u = 0; u < kVecs; ++u) off[u] = vec_offset<T, kLanes, kVecs, M>(u, lane);
   const T* w = static_cast<const T*>(a.w) + col0;
 
   float sc[kVecs][V], scy[kVecs][V];
@@ -181,8 +387,7 @@ __global__ void __launch_bounds__(kThreads, kScale ? AWQ_SCALE_MIN_BLOCKS : (kRo
       }
 #pragma unroll
       for (int e = 0; e < V; ++e) {
-        const float m = fabsf(sc[u][e]);
-        scale_safe = scale_safe && m >= 0x1p-30f && m <= 0x1p30f;  // false for NaN
+        scale_safe = scale_safe && scale_in_range(sc[u][e]);
         scy[u][e] = Divisor::reciprocal(sc[u][e]);
       }
     }
@@ -203,185 +408,196 @@ __global__ void __launch_bounds__(kThreads, kScale ? AWQ_SCALE_MIN_BLOCKS : (kRo
     for (int i = 0; i < kRows; ++i) {
       const int64_t row = r0 + int64_t(i) * slots;
       if (row >= a.n) break;  // the same row for every lane of the group
-      // 16-bit T without in_scale: min / max on the packed pairs (half the instructions of the fp32
-      // values), and each vector is unpacked only where it is quantized (fewer live registers).
-      // Otherwise the fp32 values (times in_scale) are kept for both passes.
-      constexpr bool kPacked = !kScale && sizeof(T) == 2;
-      // 16-bit T with in_scale: w * s is formed again in the second pass from the raw bits instead of
-      // being kept (fewer live registers: part of what lets 3 blocks fit, see AWQ_SCALE_MIN_BLOCKS)
-      constexpr bool kRecompute = kScale && sizeof(T) == 2;
-      float v[kPacked || kRecompute ? 1 : kVecs][V];
-      float mn, mx;
-      if constexpr (kPacked) {
-        using T2 = typename Pair<T>::T2;
-        auto pair = [](uint32_t bits) {
-          T2 h;
-          memcpy(&h, &bits, 4);
-          return h;
-        };
-        T2 lo2 = pair(raw[i][0].x), hi2 = lo2;
-#pragma unroll
-        for (int u = 0; u < kVecs; ++u) {
-          const uint32_t ws[4] = {raw[i][u].x, raw[i][u].y, raw[i][u].z, raw[i][u].w};
-#pragma unroll
-          for (int q = 0; q < 4; ++q) {
-            lo2 = __hmin2(lo2, pair(ws[q]));
-            hi2 = __hmax2(hi2, pair(ws[q]));
-          }
-        }
-        mn = fminf(Elem<T>::to_f(lo2.x), Elem<T>::to_f(lo2.y));
-        mx = fmaxf(Elem<T>::to_f(hi2.x), Elem<T>::to_f(hi2.y));
-      } else if constexpr (kRecompute) {
-        mn = INFINITY;
-        mx = -INFINITY;
-#pragma unroll
-        for (int u = 0; u < kVecs; ++u) {
-          float x[V];
-          quant::unpack<T>(raw[i][u], x);
-#pragma unroll
-          for (int e = 0; e < V; ++e) {
-            const float y = __fmul_rn(x[e], sc[u][e]);
-            mn = fminf(mn, y);
-            mx = fmaxf(mx, y);
-          }
-        }
-      } else {
-#pragma unroll
-        for (int u = 0; u < kVecs; ++u) {
-          quant::unpack<T>(raw[i][u], v[u]);
-          if constexpr (kScale) {
-#pragma unroll
-            for (int e = 0; e < V; ++e) v[u][e] = __fmul_rn(v[u][e], sc[u][e]);
-          }
-        }
-        mn = v[0][0];
-        mx = v[0][0];
-#pragma unroll
-        for (int u = 0; u < kVecs; ++u)
-#pragma unroll
-          for (int e = 0; e < V; ++e) {
-            mn = fminf(mn, v[u][e]);
-            mx = fmaxf(mx, v[u][e]);
-          }
-      }
-      // the fp32 values of vector u (u a compile-time index after unrolling)
-      auto values = [&](int u, float (&x)[V]) {
-        if constexpr (kPacked) {
-          quant::unpack<T>(raw[i][u], x);
-        } else if constexpr (kRecompute) {
-          quant::unpack<T>(raw[i][u], x);
-#pragma unroll
-          for (int e = 0; e < V; ++e) x[e] = __fmul_rn(x[e], sc[u][e]);
-        } else {
-#pragma unroll
-          for (int e = 0; e < V; ++e) x[e] = v[u][e];
-        }
-      };
-#pragma unroll
-      for (int o = kLanes / 2; o > 0; o >>= 1) {
-        mn = fminf(mn, __shfl_xor_sync(gmask, mn, o));
-        mx = fmaxf(mx, __shfl_xor_sync(gmask, mx, o));
-      }
-
       const int64_t gi = row * gpr + j;  // (row, group) index of scales / zeros / clip
       const int64_t base = row * k + col0;
       const float ratio = a.clip != nullptr ? a.clip[gi] : 1.0f;
-      const GroupQParams q = group_qparams(mn, mx, ratio, a.bits, a.zero_point, RoundTo<T>());
-      // symmetric INT4 codes -8..7 are stored offset by 8 with zero point 8
-      const float offset = M == Mode::kInt4 && !a.zero_point ? 8.0f : 0.0f;
-
-      // Quantize and write this thread's kVecs x V elements. fast (std::true_type): reused-divisor
-      // division and the reformulated clamps below; otherwise quant_math.h verbatim with IEEE `/`.
-      // clipped (std::true_type when a clip ratio is given, fast path only): the value is clamped
-      // to [lo, hi] first; without a clip ratio [lo, hi] is the group's own range (symmetric:
-      // -max|v|, max|v|), an identity clamp that is skipped.
-      auto finish = [&](auto fast, auto clipped) {
-        constexpr bool kFast = decltype(fast)::value;
-        const Divisor ds(kFast ? q.scale : 1.0f);
-        auto quotient = [&](float x) {
-          if constexpr (decltype(clipped)::value) x = clampf(x, q.lo, q.hi);
-          return ds.div(x);
-        };
-        if constexpr (M == Mode::kPseudo) {
-          T* out = static_cast<T*>(a.out);
-          // code - z = clamp(R + z, qmin, qmax) - z = clamp(R, qmin - z, qmax - z) (small integers,
-          // exact in fp32; an |R| >= 2^24 saturates the same end either way), R = rint(x / scale).
-          // 16-bit T: t = x / scale + kRound holds kRound + R; clamped to kRound + [dlo, dhi], then
-          // (t - kRound) * scale in one FMA: the scale has at most 11 significant bits, so
-          // kRound * scale = 3 * 2^22 * scale is exact and the FMA rounds the exact
-          // (t - kRound) * scale once, like the oracle's (code - z) * scale; an exact zero comes out
-          // +0, as the oracle's. fp32: rint, clamp, + 0.0f (the oracle's code - z is never -0), *.
-          const float dlo = q.qmin - q.zero, dhi = q.qmax - q.zero;
-          const float tlo = dlo + kRound, thi = dhi + kRound, tsub = -(kRound * q.scale);
-#pragma unroll
-          for (int u = 0; u < kVecs; ++u) {
-            float x[V], r[V];
-            values(u, x);
-#pragma unroll
-            for (int e = 0; e < V; ++e) {
-              if constexpr (kFast && sizeof(T) == 2) {
-                const float t = fminf(fmaxf(__fadd_rn(quotient(x[e]), kRound), tlo), thi);
-                r[e] = __fmaf_rn(t, q.scale, tsub);
-              } else if constexpr (kFast) {
-                const float d = __fadd_rn(fminf(fmaxf(rint_f(quotient(x[e])), dlo), dhi), 0.0f);
-                r[e] = __fmul_rn(d, q.scale);
-              } else {
-                r[e] = dequant_code(quant_code(x[e], q), q);
-              }
-              if constexpr (kScale) r[e] = kFast ? Divisor(sc[u][e], scy[u][e]).div(r[e]) : r[e] / sc[u][e];
-            }
-            quant::store_vec<T>(out + base + off[u], r);
-          }
-        } else {
-          // nibble = code + offset, computed as a float in [2^23, 2^23 + 15] and read from its
-          // low bits (R + z + offset + 2^23 is exact in that range; outside it the clamp saturates
-          // the same end as quant_code's)
-          const float zb = q.zero + offset + kTwo23, nlo = q.qmin + offset + kTwo23, nhi = q.qmax + offset + kTwo23;
-          auto nibble = [&](float x) -> uint32_t {
-            if constexpr (kFast) {
-              return __float_as_uint(fminf(fmaxf(__fadd_rn(rint_f(quotient(x)), zb), nlo), nhi)) & 0xfu;
-            } else {
-              return uint32_t(quant_code(x, q) + offset);
-            }
-          };
-          // the thread's kVecs * V consecutive codes c -> word c / 8, element c % 8
-          uint32_t words[kWords];
-#pragma unroll
-          for (int wi = 0; wi < kWords; ++wi) words[wi] = 0;
-#pragma unroll
-          for (int u = 0; u < kVecs; ++u) {
-            float x[V];
-            values(u, x);
-#pragma unroll
-            for (int e = 0; e < V; ++e) {
-              const int c = u * V + e;
-              words[c / 8] |= nibble(x[e]) << (4 * nibble_pos(c % 8));
-            }
-          }
-          store_words<kWords>(a.qweight + (base + off[0]) / 8, words);
-          if (lane == 0) {
-            static_cast<T*>(a.scales)[gi] = Elem<T>::from_f(q.scale);
-            a.zeros[gi] = uint8_t(q.zero + offset);
-          }
-        }
-      };
-
-      const float amax = fmaxf(fabsf(mn), fabsf(mx));
-      // Divisor's operand ranges, and |x / scale| < 2^21 for the kRound rounding (only a nearly
-      // constant group of large values has a quotient that big; it takes the IEEE path)
-      const bool group_safe = q.scale >= 0x1p-64f && q.scale <= 0x1p64f && amax <= 0x1p62f &&
-                              amax <= q.scale * 0x1p21f;  // false for NaN
-      if (group_safe && scale_safe) {
-        if (a.clip != nullptr) {
-          finish(std::true_type{}, std::true_type{});
-        } else {
-          finish(std::true_type{}, std::false_type{});
-        }
+      if constexpr (M == Mode::kPseudo) {
+        T* out = static_cast<T*>(a.out);
+        quantize_slice<T, kLanes, kVecs, M, kScale>(raw[i], sc, scy, scale_safe, gmask, ratio, a,
+                                                    [&](int u, const float (&r)[V]) { quant::store_vec<T>(out + base + off[u], r); });
       } else {
-        finish(std::false_type{}, std::false_type{});
+        quantize_slice<T, kLanes, kVecs, M, kScale>(
+            raw[i], sc, scy, scale_safe, gmask, ratio, a, [&](const uint32_t (&words)[kWords], const GroupQParams& q, float offset) {
+              store_words<kWords>(a.qweight + (base + off[0]) / 8, words);
+              if (lane == 0) {
+                static_cast<T*>(a.scales)[gi] = Elem<T>::from_f(q.scale);
+                a.zeros[gi] = uint8_t(q.zero + offset);
+              }
+            });
       }
     }
   }
+}
+
+// ---- bulk-copy path (sm_90, pseudo-quantization without in_scale) -------------------------------
+// W [n, k] contiguous is a flat sequence of groups (k is a multiple of g, so no group spans rows, and
+// a group's flat index is its (row, group) index). Chunk c is the kBulkChunk bytes of groups
+// c * C .. c * C + C - 1, C = kBulkChunk / (g * sizeof(T)) (the last chunk may be shorter). One block
+// per SM, persistent over the chunks blockIdx.x, blockIdx.x + gridDim.x, ...:
+//
+//   producer warp (one thread): 1-D bulk copies (cp.async.bulk: the copy engine, no registers)
+//     global -> shared of the next kBulkStages chunks, each completing on its stage's `full`
+//     mbarrier. When the consumers release a stage (`empty` mbarrier), it copies the stage back to
+//     `out` (bulk store shared -> global), and once that store has read the stage (wait_group.read,
+//     one store kept in flight) refills the stage with the chunk kBulkStages ahead.
+//   consumer warps (kBulkConsumers threads): a chunk holds kBulkConsumers slices of kBulkVecs = 2
+//     vectors, one per thread: thread t takes group t / kLanes of the chunk, lane t % kLanes, the
+//     same slice as in the persistent-grid kernel (a warp's 16-byte shared reads and writes are
+//     contiguous runs: no bank conflicts). Quantized in place in shared memory, then each thread
+//     fences (the bulk store reads the stage through the async proxy) and arrives on `empty`.
+//     (One arrive per warp after __syncwarp ran as fast, but compute-sanitizer's racecheck then
+//     reports the next bulk load into the stage as racing with the lanes' shared writes.)
+//
+// Why: the persistent-grid kernel keeps its loads in flight in registers, so its bytes in flight are
+// bounded by its occupancy; here the copies run at the memory's pace in the background and the
+// consumer warps only compute. H200, 2026-11-21 (bench/results/quant_notes.md): 84-85 % of the copy
+// bandwidth on 11008 x 4096 and 90 % on 28672 x 8192, against 78-80 % / 86 % for the persistent grid
+// in the same run; 4 stages beat 3 (74-78 %) and 6 (79-87 %). With an in_scale vector the consumers
+// run out of issue slots (about 16 instructions per element against 10 without; 1 block of 17 warps
+// per SM) and the persistent grid, with 24 warps per SM, stays faster: in_scale takes that path.
+#ifndef AWQ_BULK_STAGES
+#define AWQ_BULK_STAGES 3
+#endif
+constexpr int kBulkStages = AWQ_BULK_STAGES;
+#ifndef AWQ_BULK_BLOCKS
+#define AWQ_BULK_BLOCKS 2
+#endif
+constexpr int kBulkBlocks = AWQ_BULK_BLOCKS;  // resident blocks per SM
+constexpr int kBulkChunk = 16384;                              // bytes per stage (one chunk)
+constexpr int kBulkVecs = 2;                                   // 16-byte vectors per thread and slice
+constexpr int kBulkConsumers = kBulkChunk / (kBulkVecs * 16);  // 512: one slice per thread and chunk
+constexpr int kBulkThreads = kBulkConsumers + 32;              // + the producer warp
+constexpr int kBulkSmem = kBulkStages * kBulkChunk + 2 * kBulkStages * 8;  // stages + full / empty mbarriers
+static_assert(kBulkStages >= 2, "the producer keeps one store in flight while it refills another stage");
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define AWQ_BULK_DEVICE 1
+__device__ __forceinline__ void bar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
+}
+__device__ __forceinline__ void bar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void bar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void bar_wait(uint32_t bar, uint32_t parity) {
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+// 1-D bulk copies (no tensor map; sizes and addresses multiples of 16). No L2 cache hints: CUDA
+// 13.0's ptxas mishandles them on sm_90.
+__device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+               "l"(src), "r"(bytes), "r"(bar)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_store(void* dst, uint32_t src, uint32_t bytes) {
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(dst), "r"(src), "r"(bytes) : "memory");
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+__device__ __forceinline__ void bulk_wait_read_all_but_one() {
+  asm volatile("cp.async.bulk.wait_group.read 1;\n" ::: "memory");
+}
+__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+__device__ __forceinline__ uint4 lds128(uint32_t addr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+  return v;
+}
+__device__ __forceinline__ void sts128(uint32_t addr, uint4 v) {
+  asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};\n" ::"r"(addr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+}
+#endif
+
+template <typename T, int kLanes>
+__global__ void __launch_bounds__(kBulkThreads, kBulkBlocks) group_bulk_kernel(const GroupArgs a, int64_t n_chunks) {
+#if defined(AWQ_BULK_DEVICE)
+  constexpr int V = kVec<T>;
+  constexpr int G = kLanes * kBulkVecs * V;
+  constexpr int C = kBulkChunk / (G * int(sizeof(T)));  // groups per chunk
+  static_assert(C * kLanes == kBulkConsumers, "one slice per consumer thread");
+  extern __shared__ __align__(128) unsigned char smem[];
+  const uint32_t stages = uint32_t(__cvta_generic_to_shared(smem));
+  const uint32_t full = stages + kBulkStages * kBulkChunk;
+  const uint32_t empty = full + 8 * kBulkStages;
+  const int64_t total = a.n_groups * G * int64_t(sizeof(T));  // bytes of W
+  const int64_t local = (n_chunks - blockIdx.x + gridDim.x - 1) / gridDim.x;  // this block's chunks
+  auto chunk_bytes = [&](int64_t c) {
+    const int64_t left = total - c * kBulkChunk;
+    return uint32_t(left < kBulkChunk ? left : kBulkChunk);
+  };
+  auto stage = [](int64_t i) { return uint32_t(i % kBulkStages); };
+  auto parity = [](int64_t i) { return uint32_t(i / kBulkStages) & 1u; };
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kBulkStages; ++s) {
+      bar_init(full + 8 * s, 1);
+      bar_init(empty + 8 * s, kBulkConsumers);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (threadIdx.x >= kBulkConsumers) {  // producer warp
+    if (threadIdx.x != kBulkConsumers) return;
+    const unsigned char* w = static_cast<const unsigned char*>(a.w);
+    unsigned char* out = static_cast<unsigned char*>(a.out);
+    auto load = [&](int64_t i) {  // local chunk i -> its stage
+      const int64_t c = blockIdx.x + i * gridDim.x;
+      bar_expect_tx(full + 8 * stage(i), chunk_bytes(c));
+      bulk_load(stages + stage(i) * kBulkChunk, w + c * kBulkChunk, chunk_bytes(c), full + 8 * stage(i));
+    };
+    for (int64_t i = 0; i < kBulkStages && i < local; ++i) load(i);
+    for (int64_t i = 0; i < local; ++i) {
+      const int64_t c = blockIdx.x + i * gridDim.x;
+      bar_wait(empty + 8 * stage(i), parity(i));
+      bulk_store(out + c * kBulkChunk, stages + stage(i) * kBulkChunk, chunk_bytes(c));
+      // the store of chunk i - 1 has read its stage: refill it with the chunk kBulkStages ahead
+      if (i >= 1 && i - 1 + kBulkStages < local) {
+        bulk_wait_read_all_but_one();
+        load(i - 1 + kBulkStages);
+      }
+    }
+    bulk_wait_all();
+    return;
+  }
+
+  // ---- consumers ----
+  const int t = int(threadIdx.x);
+  const int gl = t / kLanes, lane = t % kLanes;
+  const unsigned gmask = group_mask<kLanes>();
+  uint32_t off[kBulkVecs];  // byte offsets of the thread's vectors within its chunk
+#pragma unroll
+  for (int u = 0; u < kBulkVecs; ++u) {
+    off[u] = uint32_t((gl * G + vec_offset<T, kLanes, kBulkVecs, Mode::kPseudo>(u, lane)) * int(sizeof(T)));
+  }
+  float unused[kBulkVecs][V];  // no in_scale
+  for (int64_t i = 0; i < local; ++i) {
+    const int64_t gi = (blockIdx.x + i * gridDim.x) * C + gl;  // flat (row, group) index
+    const bool live = gi < a.n_groups;                          // the same for the group's kLanes lanes
+    const float ratio = live && a.clip != nullptr ? a.clip[gi] : 1.0f;
+    const uint32_t base = stages + stage(i) * kBulkChunk;
+    bar_wait(full + 8 * stage(i), parity(i));
+    if (live) {
+      uint4 raw[kBulkVecs];
+#pragma unroll
+      for (int u = 0; u < kBulkVecs; ++u) raw[u] = lds128(base + off[u]);
+      quantize_slice<T, kLanes, kBulkVecs, Mode::kPseudo, false>(
+          raw, unused, unused, true, gmask, ratio, a,
+          [&](int u, const float (&r)[V]) { sts128(base + off[u], quant::pack<T>(r)); });
+    }
+    // this thread's shared writes before the bulk store's async-proxy reads, then it releases the stage
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    bar_arrive(empty + 8 * stage(i));
+  }
+#endif
 }
 
 // ---- generic path --------------------------------------------------------------------------
@@ -502,11 +718,62 @@ bool launch_fast(const GroupArgs& a, cudaStream_t s, Status* status) {
   }
 }
 
+// Bulk-copy kernel for pseudo-quantization, where it runs: only if the kernel was compiled with its
+// body (sm_90 machine code; on a newer GPU the runtime JIT-compiles the compute_80 PTX, whose body is
+// empty, and ptxVersion says so) and its shared memory can be had. Checked once per instantiation.
+template <typename T, int kLanes>
+Status launch_bulk_kernel(const GroupArgs& a, cudaStream_t s) {
+  auto kernel = group_bulk_kernel<T, kLanes>;
+  static const bool usable = [&] {
+    cudaFuncAttributes at{};
+    const bool ok = cudaFuncGetAttributes(&at, kernel) == cudaSuccess && at.ptxVersion >= 90 &&
+                    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kBulkSmem) == cudaSuccess;
+    if (!ok) cudaGetLastError();  // a failed query leaves no error behind for the fallback's launch check
+    return ok;
+  }();
+  if (!usable) return Status::kUnsupported;
+  const int64_t bytes = a.n_groups * a.group_size * int64_t(sizeof(T));
+  const int64_t n_chunks = (bytes + kBulkChunk - 1) / kBulkChunk;
+  const int64_t blocks = std::min<int64_t>(n_chunks, int64_t(quant::sm_count()) * kBulkBlocks);
+  kernel<<<unsigned(blocks), kBulkThreads, kBulkSmem, s>>>(a, n_chunks);
+  return quant::launch_status();
+}
+
+// Launches the bulk kernel if it applies (pseudo-quantization without in_scale, a group size of the
+// fast path) and runs on this device; false (nothing launched) if not. -DAWQ_NO_BULK (tuning and
+// test builds of bench_quant) leaves everything to the persistent grid.
+template <typename T>
+bool launch_bulk(const GroupArgs& a, cudaStream_t s, Status* status) {
+#if defined(AWQ_NO_BULK)
+  return false;
+#else
+  constexpr int kPerLane = kBulkVecs * kVec<T>;
+  const int g = a.group_size;
+  if (a.in_scale != nullptr || g % kPerLane != 0) return false;
+  Status st = Status::kUnsupported;
+  switch (g / kPerLane) {
+    case 1: st = launch_bulk_kernel<T, 1>(a, s); break;
+    case 2: st = launch_bulk_kernel<T, 2>(a, s); break;
+    case 4: st = launch_bulk_kernel<T, 4>(a, s); break;
+    case 8: st = launch_bulk_kernel<T, 8>(a, s); break;
+    case 16: st = launch_bulk_kernel<T, 16>(a, s); break;
+    case 32: st = launch_bulk_kernel<T, 32>(a, s); break;
+    default: return false;
+  }
+  if (st == Status::kUnsupported) return false;
+  *status = st;
+  return true;
+#endif
+}
+
 template <typename T, Mode M>
 Status launch_group(const GroupArgs& a, bool aligned, cudaStream_t s) {
   if (a.n_groups <= 0) return Status::kOk;
   if (aligned) {
     Status st = Status::kOk;
+    if constexpr (M == Mode::kPseudo) {
+      if (launch_bulk<T>(a, s, &st)) return st;
+    }
     const bool scaled = M == Mode::kPseudo && a.in_scale != nullptr;
     if (scaled ? launch_fast<T, M, M == Mode::kPseudo>(a, s, &st) : launch_fast<T, M, false>(a, s, &st)) return st;
   }
