@@ -434,17 +434,17 @@ __global__ void __launch_bounds__(kThreads, kScale ? AWQ_SCALE_MIN_BLOCKS : (kRo
 #pragma unroll
       for (int u = 0; u < kVecs; ++u) cur[u] = nxt[u];
     }
-    return;
-  }
-  for (int64_t r0 = slot; r0 < a.n; r0 += int64_t(kRows) * slots) {
-    uint4 raw[kRows][kVecs];
+  } else {
+    for (int64_t r0 = slot; r0 < a.n; r0 += int64_t(kRows) * slots) {
+      uint4 raw[kRows][kVecs];
 #pragma unroll
-    for (int i = 0; i < kRows; ++i) load_row(r0 + int64_t(i) * slots, raw[i]);
+      for (int i = 0; i < kRows; ++i) load_row(r0 + int64_t(i) * slots, raw[i]);
 #pragma unroll
-    for (int i = 0; i < kRows; ++i) {
-      const int64_t row = r0 + int64_t(i) * slots;
-      if (row >= a.n) break;  // the same row for every lane of the group
-      process(row, raw[i]);
+      for (int i = 0; i < kRows; ++i) {
+        const int64_t row = r0 + int64_t(i) * slots;
+        if (row >= a.n) break;  // the same row for every lane of the group
+        process(row, raw[i]);
+      }
     }
   }
 }
