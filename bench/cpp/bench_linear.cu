@@ -209,19 +209,19 @@ struct CheckCase {
   bool bias;
   int64_t x_pad;   // x_stride = k + x_pad (elements); x_pad % 8 != 0 misaligns rows
   int x_offset;    // elements the x base pointer is shifted by
-  int cfg, split;  // -1: int4_linear; 0..17: int4_gemv_stream(cfg); kOldCfg: the register-pipelined GEMV
+  int cfg, split;  // -1: int4_linear; 0..99: int4_gemv_stream(cfg); kOldCfg: the register-pipelined GEMV
   int pdl = -1;    // int4_gemv_stream: -1 default, 0 off, 1 on
 };
 constexpr int kOldCfg = 100;
 // int4_gemv_stream configuration ids: the library's (AWQ_STREAM_LIBRARY) and, with -DAWQ_GEMV_TUNING,
 // every candidate of the sweep (AWQ_STREAM_TUNING), listed with their number of 8-row x tiles.
 static std::vector<int> stream_cfgs(bool small_m_only, bool large_m_only) {
-  // (id, 8-row x tiles): the library's four, then the candidates of AWQ_STREAM_TUNING
-  std::vector<std::pair<int, int>> all = {{18, 1}, {44, 1}, {15, 2}, {16, 2}};
+  // (id, 8-row x tiles): the library's five, then the candidates of AWQ_STREAM_TUNING
+  std::vector<std::pair<int, int>> all = {{18, 1}, {48, 1}, {44, 1}, {49, 2}, {50, 2}};
 #ifdef AWQ_GEMV_TUNING
   for (auto c : {std::pair<int, int>{9, 1}, {10, 1}, {19, 1}, {25, 1}, {20, 2}, {21, 2}, {24, 1}, {32, 1}, {33, 1}, {34, 1}, {35, 1},
                  {36, 1}, {37, 2}, {38, 2}, {39, 2}, {40, 2}, {41, 2}, {42, 2}, {43, 1}, {45, 2},
-                 {46, 2}, {47, 1}}) {
+                 {46, 2}, {47, 1}, {15, 2}, {16, 2}, {51, 1}}) {
     all.push_back(c);
   }
 #endif

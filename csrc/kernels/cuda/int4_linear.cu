@@ -749,7 +749,9 @@ constexpr int kStreamPad = 64;
 //   kXDirect  x fragments straight from global memory (L1-cached 16-byte loads) into registers instead
 //             of staging x through shared memory: at M = 16 the staged x of a stage is twice its
 //             weights, so shared memory, not registers, capped the resident blocks (1 per SM)
-constexpr int kXL1 = 1, kStagger = 2, kScaleAfter = 4, kXDirect = 8;
+//   kRowCopy  weight copies addressed from one per-stage base (see load_w): about 70 fewer
+//             instructions per stage and thread on StreamN32 (497 -> ~427 in its main loop)
+constexpr int kXL1 = 1, kStagger = 2, kScaleAfter = 4, kXDirect = 8, kRowCopy = 16;
 
 template <int MT_, int RW_, int KW_, int KBW_, int STAGES_, int FLAGS_ = 0, int NT_ = 1>
 struct StreamCfg {
@@ -839,16 +841,45 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
 
   auto slot = [&](int s) { return sbase + (s % C::STAGES) * a.slot_bytes; };
 
+  // Weight copies. kRowCopy: NT is a multiple of kUnitsRow in every configuration, so thread tid
+  // copies 16-byte unit wc = tid % kUnitsRow of rows wr + j kRowStep (j < kPasses) in every stage: a
+  // stage's source addresses are one per-stage base plus multiples of a row stride and its shared
+  // addresses compile-time offsets, and blocks whose rows and stage lie inside W (all but the last
+  // block row and a K tail) skip the bounds checks. Otherwise row, unit, bounds and a 64-bit address
+  // are recomputed per unit (about 25 instructions per 16-byte copy). Same copies, same order.
+  static_assert(NT % C::kUnitsRow == 0, "a thread copies the same unit of every row it copies");
+  constexpr int kRowStep = NT / C::kUnitsRow, kPasses = BN * C::kUnitsRow / NT;
   auto load_w = [&](int s) {
-    unsigned char* dst = slot(s);
-    const int u0 = phys(s) * C::kUnitsRow;
+    if constexpr ((C::FLAGS & kRowCopy) != 0) {
+      // recomputed per stage from the thread index (a few instructions) rather than kept live
+      // across the loop: StreamN32 must stay within 64 registers (4 resident blocks)
+      const unsigned ut = threadIdx.x;
+      const int wr = int(ut / C::kUnitsRow), wc = int(ut % C::kUnitsRow);
+      unsigned char* dst = slot(s) + wr * C::kWRow + wc * 16;
+      const int u = phys(s) * C::kUnitsRow + wc;
+      const uint4* src = a.qweight + (size_t(n_base + wr) * k_units + u);
+      const size_t step = size_t(kRowStep) * k_units;
+      if (n_base + BN <= a.n && (phys(s) + 1) * C::kUnitsRow <= k_units) {
 #pragma unroll
-    for (int j = 0; j < BN * C::kUnitsRow / NT; ++j) {
-      const int i = tid + j * NT;
-      const int r = i / C::kUnitsRow, c = i % C::kUnitsRow;
-      const int n = n_base + r, u = u0 + c;
-      const bool ok = n < a.n && u < k_units;   // zero-fill past N and K
-      cp_async16(dst + r * C::kWRow + c * 16, ok ? a.qweight + (size_t(n) * k_units + u) : a.qweight, ok);
+        for (int j = 0; j < kPasses; ++j) cp_async16(dst + j * kRowStep * C::kWRow, src + j * step, true);
+      } else {
+#pragma unroll
+        for (int j = 0; j < kPasses; ++j) {
+          const bool ok = u < k_units && n_base + wr + j * kRowStep < a.n;   // zero-fill past N and K
+          cp_async16(dst + j * kRowStep * C::kWRow, ok ? src + j * step : a.qweight, ok);
+        }
+      }
+    } else {
+      unsigned char* dst = slot(s);
+      const int u0 = phys(s) * C::kUnitsRow;
+#pragma unroll
+      for (int j = 0; j < kPasses; ++j) {
+        const int i = tid + j * NT;
+        const int r = i / C::kUnitsRow, c = i % C::kUnitsRow;
+        const int n = n_base + r, u = u0 + c;
+        const bool ok = n < a.n && u < k_units;   // zero-fill past N and K
+        cp_async16(dst + r * C::kWRow + c * 16, ok ? a.qweight + (size_t(n) * k_units + u) : a.qweight, ok);
+      }
     }
   };
 
@@ -1163,13 +1194,20 @@ Status dispatch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl)
 
 // Streaming configurations, StreamCfg<MT, RW, KW, KBW, STAGES, FLAGS, NT = 1>: BN = 16 RW NT rows per
 // block, RW x KW warps, KSB = 128 KBW KW k per stage. Built into the library (fp16 and bf16, G
-// 32/64/128: 24 kernels), chosen from sweeps on the six LLM shapes (H200, fp16 and bf16, M 1..16,
+// 32/64/128: 30 kernels), chosen from sweeps on the six LLM shapes (H200, fp16 and bf16, M 1..16,
 // bench/results/linear_decode_h200.md); ids are those of the sweeps:
-//   id  name          MT RW KW KBW ST flags           BN  KSB   used for
-//   44  StreamKX       1  1  8  2  3  stagger|SA|XD   16  2048  M <= 8, few rows (x 16-byte aligned)
-//   18  StreamN32      1  2  4  2  2  L1|stagger|SA   32  1024  M <= 8 otherwise
-//   15  StreamN32M16   2  2  4  2  3  L1|stagger      32  1024  M 9..16 (and 16-row chunks of M <= 32), few rows
-//   16  StreamN64M16   2  4  2  2  2  L1|stagger      64   512  M 9..16, many rows
+//   id  name          MT RW KW KBW ST flags             BN  KSB   used for
+//   44  StreamKX       1  1  8  2  3  stagger|SA|XD     16  2048  M <= 8, few rows (x 16-byte aligned)
+//   48  StreamN32RC    1  2  4  2  2  L1|stagger|SA|RC  32  1024  M <= 4 otherwise, fp16
+//   18  StreamN32      1  2  4  2  2  L1|stagger|SA     32  1024  M <= 8 otherwise (fp16: M 5..8)
+//   49  StreamN32M16   2  2  4  2  3  L1|stagger|RC     32  1024  M 9..16 (and 16-row chunks of M <= 32), few rows
+//   50  StreamN64M16   2  4  2  2  2  L1|stagger|RC     64   512  M 9..16, many rows
+// kRowCopy (RC; H200, 13:52-13:58 UTC, old and new code timed alternately in the same calls,
+// bench/results/linear_decode_h200.md): StreamN32, fp16, M = 1..4: -5..-8 % time on the three
+// many-row shapes (28672 x 8192 M = 1: 42.2 -> 38.7 us); bf16 +2..+6 %, and fp16 M = 8 mixed
+// (14336 x 4096: 18.7 -> 20.3 us, first call), so those keep the old copies. The M = 16 tiles:
+// 0..-4.5 % on the six shapes in both dtypes (ids 15 / 16 are the versions without RC). StreamKX
+// (few rows): +8..+15 % at M <= 8 (first call), so it keeps the old copies.
 // First sweep (17 candidates, 08:22 UTC), geo-means of the time ratio over 6 shapes x M: x through L1
 // cut the time by 8-26 % at M <= 8 and 21 % at M = 16 (x is 6-25 % of the weight bytes at M = 1 and
 // grows with M; from L2, every block of the GPU reads the same few lines at once); two stages beat
@@ -1184,14 +1222,16 @@ Status dispatch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl)
 // deeper pipelines (3, 5, 6 stages), 2 tiles per warp, 16-warp blocks.
 using StreamKX = StreamCfg<1, 1, 8, 2, 3, kStagger | kScaleAfter | kXDirect>;
 using StreamN32 = StreamCfg<1, 2, 4, 2, 2, kXL1 | kStagger | kScaleAfter>;
-using StreamN32M16 = StreamCfg<2, 2, 4, 2, 3, kXL1 | kStagger>;
-using StreamN64M16 = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger>;
+using StreamN32RC = StreamCfg<1, 2, 4, 2, 2, kXL1 | kStagger | kScaleAfter | kRowCopy>;
+using StreamN32M16 = StreamCfg<2, 2, 4, 2, 3, kXL1 | kStagger | kRowCopy>;
+using StreamN64M16 = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger | kRowCopy>;
 
 #define AWQ_STREAM_LIBRARY(X) \
   X(44, StreamKX)             \
   X(18, StreamN32)            \
-  X(15, StreamN32M16)         \
-  X(16, StreamN64M16)
+  X(48, StreamN32RC)          \
+  X(49, StreamN32M16)         \
+  X(50, StreamN64M16)
 
 #ifdef AWQ_GEMV_TUNING
 // other candidates of the second sweep (benchmark builds only; the first sweep's losers 1..8, 11..14,
@@ -1219,7 +1259,10 @@ using StreamN64M16 = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger>;
   X(43, StreamCfg<1, 2, 4, 2, 2, kStagger | kScaleAfter | kXDirect>)   \
   X(45, StreamCfg<2, 4, 2, 2, 3, kStagger | kXDirect>)                 \
   X(46, StreamCfg<2, 2, 4, 2, 4, kStagger | kXDirect>)                 \
-  X(47, StreamCfg<1, 2, 4, 2, 3, kStagger | kScaleAfter | kXDirect>)
+  X(47, StreamCfg<1, 2, 4, 2, 3, kStagger | kScaleAfter | kXDirect>)   \
+  X(15, StreamCfg<2, 2, 4, 2, 3, kXL1 | kStagger>)                     \
+  X(16, StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger>)                     \
+  X(51, StreamCfg<1, 1, 8, 2, 3, kStagger | kScaleAfter | kXDirect | kRowCopy>)
 #else
 #define AWQ_STREAM_TUNING(X)
 #endif
@@ -1250,7 +1293,8 @@ Status stream_auto(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
     // StreamKX reads x with 16-byte loads; otherwise (x rows not 16-byte aligned) StreamN32 stages x
     const bool x_vec = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.x_stride % 8 == 0;
     if (few_rows && x_vec) return dispatch_stream<StreamKX>(p, stream, pdl);
-    return dispatch_stream<StreamN32>(p, stream, pdl);
+    return p.m <= 4 && p.dtype == DType::kF16 ? dispatch_stream<StreamN32RC>(p, stream, pdl)
+                                               : dispatch_stream<StreamN32>(p, stream, pdl);
   }
   return few_rows ? dispatch_stream<StreamN32M16>(p, stream, pdl) : dispatch_stream<StreamN64M16>(p, stream, pdl);
 }
@@ -1271,7 +1315,7 @@ Status int4_gemv(const Int4LinearParams& p, cudaStream_t stream, int cfg, int sp
 }
 
 // Streaming GEMV with a forced configuration (benchmark sweeps, tests).
-// cfg: 0 = the library's choice; 15, 16, 18, 44 = the library's configurations; the other ids of
+// cfg: 0 = the library's choice; 18, 44, 48, 49, 50 = the library's configurations; the other ids of
 // AWQ_STREAM_TUNING are sweep candidates, built only with -DAWQ_GEMV_TUNING (kUnsupported otherwise). Any M works with any
 // configuration (rows past 8 MT run as further block rows). pdl: < 0 the library default, 0 off, 1 on.
 Status int4_gemv_stream(const Int4LinearParams& p, cudaStream_t stream, int cfg, int pdl) {
