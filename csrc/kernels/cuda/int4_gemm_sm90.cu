@@ -85,6 +85,7 @@
 
 #include "awq/static_switch.h"
 #include "int4_gemm.h"
+#include "mbarrier.cuh"
 #include "split_k.cuh"
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -189,25 +190,8 @@ __device__ __forceinline__ uint32_t dequant_pair(uint32_t w_shifted, uint32_t ma
 }
 
 
-// mbarrier + bulk tensor copy (TMA): x tiles arrive through the async proxy, the proxy wgmma reads
-// them with, so no proxy fence is needed between the copy and the wgmma.
-__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
-}
-__device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
-__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-  uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(bar), "r"(parity)
-        : "memory");
-  } while (!done);
-}
+// mbarrier (mbarrier.cuh) + bulk tensor copy (TMA): x tiles arrive through the async proxy, the proxy
+// wgmma reads them with, so no proxy fence is needed between the copy and the wgmma.
 // One box of a 2-D tensor map at (inner c0, outer c1); elements past the tensor arrive as zeros.
 __device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* map, int c0, int c1, uint32_t bar) {
   asm volatile(

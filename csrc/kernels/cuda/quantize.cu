@@ -36,6 +36,7 @@
 #include <type_traits>
 
 #include "awq/layout.h"
+#include "mbarrier.cuh"
 #include "quant_device.cuh"
 
 namespace awq {
@@ -492,25 +493,6 @@ static_assert(kBulkStages >= 2, "the producer keeps one store in flight while it
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define AWQ_BULK_DEVICE 1
-__device__ __forceinline__ void bar_init(uint32_t bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
-}
-__device__ __forceinline__ void bar_arrive(uint32_t bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ void bar_expect_tx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void bar_wait(uint32_t bar, uint32_t parity) {
-  uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(bar), "r"(parity)
-        : "memory");
-  } while (!done);
-}
 // 1-D bulk copies (no tensor map; sizes and addresses multiples of 16). No L2 cache hints: CUDA
 // 13.0's ptxas mishandles them on sm_90.
 __device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
@@ -558,10 +540,10 @@ __global__ void __launch_bounds__(kBulkThreads, kBulkBlocks) group_bulk_kernel(c
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < kBulkStages; ++s) {
-      bar_init(full + 8 * s, 1);
-      bar_init(empty + 8 * s, kBulkConsumers);
+      mbar_init(full + 8 * s, 1);
+      mbar_init(empty + 8 * s, kBulkConsumers);
     }
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    mbar_init_fence();
   }
   __syncthreads();
 
@@ -571,13 +553,13 @@ __global__ void __launch_bounds__(kBulkThreads, kBulkBlocks) group_bulk_kernel(c
     unsigned char* out = static_cast<unsigned char*>(a.out);
     auto load = [&](int64_t i) {  // local chunk i -> its stage
       const int64_t c = blockIdx.x + i * gridDim.x;
-      bar_expect_tx(full + 8 * stage(i), chunk_bytes(c));
+      mbar_expect_tx(full + 8 * stage(i), chunk_bytes(c));
       bulk_load(stages + stage(i) * kBulkChunk, w + c * kBulkChunk, chunk_bytes(c), full + 8 * stage(i));
     };
     for (int64_t i = 0; i < kBulkStages && i < local; ++i) load(i);
     for (int64_t i = 0; i < local; ++i) {
       const int64_t c = blockIdx.x + i * gridDim.x;
-      bar_wait(empty + 8 * stage(i), parity(i));
+      mbar_wait(empty + 8 * stage(i), parity(i));
       bulk_store(out + c * kBulkChunk, stages + stage(i) * kBulkChunk, chunk_bytes(c));
       // the store of chunk i - 1 has read its stage: refill it with the chunk kBulkStages ahead
       if (i >= 1 && i - 1 + kBulkStages < local) {
@@ -604,7 +586,7 @@ __global__ void __launch_bounds__(kBulkThreads, kBulkBlocks) group_bulk_kernel(c
     const bool live = gi < a.n_groups;                          // the same for the group's kLanes lanes
     const float ratio = live && a.clip != nullptr ? a.clip[gi] : 1.0f;
     const uint32_t base = stages + stage(i) * kBulkChunk;
-    bar_wait(full + 8 * stage(i), parity(i));
+    mbar_wait(full + 8 * stage(i), parity(i));
     if (live) {
       uint4 raw[kBulkVecs];
 #pragma unroll
@@ -615,7 +597,7 @@ __global__ void __launch_bounds__(kBulkThreads, kBulkBlocks) group_bulk_kernel(c
     }
     // this thread's shared writes before the bulk store's async-proxy reads, then it releases the stage
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    bar_arrive(empty + 8 * stage(i));
+    mbar_arrive(empty + 8 * stage(i));
   }
 #endif
 }
