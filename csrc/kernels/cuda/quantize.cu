@@ -471,11 +471,13 @@ __global__ void __launch_bounds__(kThreads, kScale ? AWQ_SCALE_MIN_BLOCKS : (kRo
 //
 // Why: the persistent-grid kernel keeps its loads in flight in registers, so its bytes in flight are
 // bounded by its occupancy; here the copies run at the memory's pace in the background and the
-// consumer warps only compute. H200, 2026-11-21 (bench/results/quant_notes.md): 84-85 % of the copy
-// bandwidth on 11008 x 4096 and 90 % on 28672 x 8192, against 78-80 % / 86 % for the persistent grid
-// in the same run; 4 stages beat 3 (74-78 %) and 6 (79-87 %). With an in_scale vector the consumers
-// run out of issue slots (about 16 instructions per element against 10 without; 1 block of 17 warps
-// per SM) and the persistent grid, with 24 warps per SM, stays faster: in_scale takes that path.
+// consumer warps only compute. H200, 2026-11-21 (bench/results/quant_notes.md), 2 blocks of 3
+// stages per SM: 85.5-86.6 % of the copy bandwidth on 11008 x 4096 and 90 % on 28672 x 8192, against
+// 78-81 % / 85-86 % for the persistent grid in the same run; 1 block of 4 stages was 0.6-3.0 points
+// slower on 11008 x 4096, 1 x 3, 1 x 6 and 2 x 4 slower still. With an in_scale vector (tried with
+// in_scale and its reciprocals in shared memory, 1 block per SM) the consumers ran out of issue slots
+// (about 16 instructions per element against 10 without; 2 blocks would need <= 56 registers) and
+// the persistent grid stayed faster: in_scale takes that path.
 #ifndef AWQ_BULK_STAGES
 #define AWQ_BULK_STAGES 3
 #endif
