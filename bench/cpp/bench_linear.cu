@@ -19,7 +19,8 @@
 //   --bench      the six LLM shapes x M, weights rotated over >= 4x L2, CUDA-graph replays timed
 //                with events, medians; int4_linear as the library runs it, the streaming kernel
 //                without PDL, the previous GEMV, cuBLAS fp16/bf16, and copy / read-only kernels
-//   --sweep      also time every streaming configuration (without PDL, the best again with PDL)
+//   --sweep      also time every streaming configuration (without PDL, the best again with PDL);
+//                --cfgs 44,76,.. restricts it to those ids
 //   --one N K M cfg   two launches of one configuration (fp16, g128) for a profiler (cfg 100: previous)
 //   --dtype f16|bf16|both   --group 32|64|128   --m 1,2,4,8,16   --out results.md
 #include <cublas_v2.h>
@@ -215,19 +216,22 @@ struct CheckCase {
 constexpr int kOldCfg = 100;
 // int4_gemv_stream configuration ids: the library's (AWQ_STREAM_LIBRARY) and, with -DAWQ_GEMV_TUNING,
 // every candidate of the sweep (AWQ_STREAM_TUNING), listed with their number of 8-row x tiles.
+static std::vector<int> g_sweep_only;   // --cfgs: restrict the sweep to these ids
 static std::vector<int> stream_cfgs(bool small_m_only, bool large_m_only) {
-  // (id, 8-row x tiles): the library's five, then the candidates of AWQ_STREAM_TUNING
-  std::vector<std::pair<int, int>> all = {{18, 1}, {48, 1}, {44, 1}, {49, 2}, {50, 2}};
+  // (id, 8-row x tiles): the library's seven, then the candidates of AWQ_STREAM_TUNING
+  std::vector<std::pair<int, int>> all = {{76, 1}, {44, 1}, {48, 1}, {71, 1}, {74, 2}, {73, 2}, {49, 2}};
 #ifdef AWQ_GEMV_TUNING
-  for (auto c : {std::pair<int, int>{9, 1}, {10, 1}, {19, 1}, {25, 1}, {20, 2}, {21, 2}, {24, 1}, {32, 1}, {33, 1}, {34, 1}, {35, 1},
-                 {36, 1}, {37, 2}, {38, 2}, {39, 2}, {40, 2}, {41, 2}, {42, 2}, {43, 1}, {45, 2},
-                 {46, 2}, {47, 1}, {15, 2}, {16, 2}, {51, 1}}) {
+  for (auto c : {std::pair<int, int>{18, 1}, {50, 2}, {9, 1}, {10, 1}, {19, 1}, {25, 1}, {20, 2}, {21, 2}, {24, 1}, {32, 1},
+                 {33, 1}, {34, 1}, {35, 1}, {36, 1}, {37, 2}, {38, 2}, {39, 2}, {40, 2}, {41, 2}, {42, 2}, {43, 1},
+                 {45, 2}, {46, 2}, {47, 1}, {15, 2}, {16, 2}, {51, 1}}) {
     all.push_back(c);
   }
 #endif
   std::vector<int> out;
-  for (auto [c, mt] : all)
-    if ((!small_m_only || mt == 1) && (!large_m_only || mt == 2)) out.push_back(c);
+  for (auto [c, mt] : all) {
+    const bool listed = g_sweep_only.empty() || std::find(g_sweep_only.begin(), g_sweep_only.end(), c) != g_sweep_only.end();
+    if (listed && (!small_m_only || mt == 1) && (!large_m_only || mt == 2)) out.push_back(c);
+  }
   return out;
 }
 static Status launch_case(const CheckCase& c, const awq::Int4LinearParams& p, cudaStream_t stream) {
@@ -619,6 +623,9 @@ int main(int argc, char** argv) {
     } else if (a == "--group" && i + 1 < argc) group = std::atoll(argv[++i]);
     else if (a == "--m" && i + 1 < argc) ms = parse_list(argv[++i]);
     else if (a == "--out" && i + 1 < argc) out_path = argv[++i];
+    else if (a == "--cfgs" && i + 1 < argc) {
+      for (int64_t c : parse_list(argv[++i])) g_sweep_only.push_back(int(c));
+    }
     else if (a == "--one" && i + 4 < argc) {
       // --one N K M cfg: two launches of one configuration (fp16, g128), for a profiler
       one_n = std::atoll(argv[++i]);

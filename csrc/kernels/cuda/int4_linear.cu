@@ -15,7 +15,8 @@
 //   int4_stream_kernel (the default): weights DRAM -> shared memory with cp.async in whole-row runs
 //     (one warp copies 512 contiguous bytes of a row), a multistage pipeline per block, x staged per
 //     stage through L1 (or, kXDirect, loaded straight into mma fragments), blocks walking K from
-//     staggered offsets, split-K across the warps of a block.
+//     staggered offsets, split-K across the warps of a block (and, for M 9..16 on layers with few
+//     rows, across the two blocks of a cluster, summed through distributed shared memory).
 //   int4_gemv_kernel (the previous decode kernel, now the fallback where a streaming configuration's
 //     shared memory does not fit the device, e.g. sm_86/89): weights DRAM -> registers, U k-blocks in flight per warp, x for the block's K-slice in
 //     shared memory, split-K across the blocks of a thread-block cluster (sm_90) reduced through
@@ -223,6 +224,14 @@ __device__ __forceinline__ float2 ld_cluster_f2(const float* local, uint32_t ran
   float2 v;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(ra) : "r"(a), "r"(rank));
   asm volatile("ld.shared::cluster.v2.f32 {%0,%1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(ra) : "memory");
+  return v;
+}
+__device__ __forceinline__ float ld_cluster_f32(const float* local, uint32_t rank) {
+  const uint32_t a = static_cast<uint32_t>(__cvta_generic_to_shared(local));
+  uint32_t ra;
+  float v;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(ra) : "r"(a), "r"(rank));
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(ra) : "memory");
   return v;
 }
 #endif
@@ -609,11 +618,21 @@ Status launch_gemv(const Int4LinearParams& p, cudaStream_t stream, int split_ove
 
   int split = split_override > 0 ? split_override
                                  : choose_split<Cfg>(dev, n_tiles * m_tiles, kb_total, resident_blocks_per_sm<T, G, Cfg>(), mc);
-  if (dev.cc_major < 9) split = 1;
+  auto kernel = int4_gemv_kernel<T, G, Cfg::MT, Cfg::NT, Cfg::U, Cfg::S>;
+  // the cluster reduction exists only in sm_90 code: a newer GPU running the JIT-compiled compute_80
+  // PTX (ptxVersion 80) must not split, or the ranks' partial sums would never be added
+  static const bool cluster_code = [&] {
+    cudaFuncAttributes at{};
+    const bool ok = cudaFuncGetAttributes(&at, kernel) == cudaSuccess && at.ptxVersion >= 90;
+    if (!ok) cudaGetLastError();
+    return ok;
+  }();
+  if (dev.cc_major < 9 || !cluster_code) split = 1;
   // k-blocks per rank: whole super-blocks, so every rank's runs stay contiguous
   auto kb_per = [&](int s) { return ((kb_total + s - 1) / s + Cfg::S - 1) / Cfg::S * Cfg::S; };
   // x slice must fit in shared memory: split further (Hopper), else decline
-  while (gemv_smem_bytes<Cfg>(mc, kb_per(split)) > dev.smem_optin && dev.cc_major >= 9 && split < kMaxSplit) {
+  while (gemv_smem_bytes<Cfg>(mc, kb_per(split)) > dev.smem_optin && dev.cc_major >= 9 && cluster_code &&
+         split < kMaxSplit) {
     split *= 2;
   }
   const int64_t smem = gemv_smem_bytes<Cfg>(mc, kb_per(split));
@@ -640,7 +659,6 @@ Status launch_gemv(const Int4LinearParams& p, cudaStream_t stream, int split_ove
   a.x_vec_ok = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.x_stride % 8 == 0;
   a.y_pair_ok = reinterpret_cast<uintptr_t>(p.y) % 4 == 0 && p.n % 2 == 0;
 
-  auto kernel = int4_gemv_kernel<T, G, Cfg::MT, Cfg::NT, Cfg::U, Cfg::S>;
   if (smem > 48 * 1024) {
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess) {
       return Status::kLaunchError;
@@ -751,14 +769,21 @@ constexpr int kStreamPad = 64;
 //             weights, so shared memory, not registers, capped the resident blocks (1 per SM)
 //   kRowCopy  weight copies addressed from one per-stage base (see load_w): about 70 fewer
 //             instructions per stage and thread on StreamN32 (497 -> ~427 in its main loop)
-constexpr int kXL1 = 1, kStagger = 2, kScaleAfter = 4, kXDirect = 8, kRowCopy = 16;
+//   kLean     the main loop walks slots and k-stages with running counters; scale / zero fetches, staged
+//             x copies and direct x loads (and, with kRowCopy, the weight copies' base) are addressed
+//             from per-thread offsets computed once instead of per stage
+constexpr int kXL1 = 1, kStagger = 2, kScaleAfter = 4, kXDirect = 8, kRowCopy = 16, kLean = 32;
 
-template <int MT_, int RW_, int KW_, int KBW_, int STAGES_, int FLAGS_ = 0, int NT_ = 1>
+template <int MT_, int RW_, int KW_, int KBW_, int STAGES_, int FLAGS_ = 0, int NT_ = 1, int CS_ = 1>
 struct StreamCfg {
   // MT: 8-row x tiles (M <= 8 MT per block row; blockIdx.y walks further chunks of 8 MT rows)
   // RW, KW: warps along N and along K; KBW: 128-k blocks per warp and stage; NT: 16-row tiles per
-  // warp (x fragments loaded once from shared memory serve NT tiles)
+  // warp (x fragments loaded once from shared memory serve NT tiles); CS: blocks per row tile, a
+  // thread-block cluster (sm_90) that splits the tile's k-stages into CS contiguous runs and sums
+  // the partial results through distributed shared memory (more blocks, and bytes in flight, for
+  // layers with few rows)
   static constexpr int MT = MT_, RW = RW_, KW = KW_, KBW = KBW_, STAGES = STAGES_, FLAGS = FLAGS_, NT = NT_;
+  static constexpr int CS = CS_;
   static constexpr int W = RW * KW, kThreads = 32 * W, BN = 16 * RW * NT, KSB = 128 * KBW * KW;
   static constexpr int kUnitsRow = KSB / 32;            // 16-byte weight units per row and stage
   static constexpr int kWRow = KSB / 2 + kStreamPad;    // bytes per weight row in shared memory
@@ -767,6 +792,7 @@ struct StreamCfg {
   static_assert(KSB / 2 >= 256, "a warp-wide copy must stay within 2 rows");
   static_assert(BN * kUnitsRow % kThreads == 0, "every thread copies the same number of units");
   static_assert(STAGES >= 2, "double buffering at least");
+  static_assert(CS >= 1 && CS <= kMaxSplit, "portable cluster size");
 };
 
 template <int G, typename C>
@@ -787,7 +813,7 @@ struct StreamArgs {
   uint16_t* y;              // [M, N]
   int m, n, k;
   int64_t x_stride;
-  int n_stages;             // ceil(K / KSB)
+  int n_stages;             // ceil(K / KSB), all ranks of a cluster together
   int slot_bytes;           // bytes of one pipeline slot (w + sz + x of mc rows)
   bool x_vec_ok;            // x rows 16-byte aligned: cp.async, else element loads
   bool prefetch;            // launched with PDL: prefetch the first stages into L2 before the wait
@@ -815,19 +841,25 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
   const int tid = threadIdx.x;
   const int warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
   const int rw = warp / C::KW, kw = warp % C::KW;
-  const int n_base = blockIdx.x * BN;
+  // CS > 1: the CS blocks of a cluster (consecutive blockIdx.x, cluster rank = blockIdx.x % CS)
+  // share a row tile; rank r walks k-stages [r S / CS, (r + 1) S / CS) of the S = n_stages
+  const int tile_n = int(blockIdx.x / unsigned(C::CS));
+  const int rank = int(blockIdx.x % unsigned(C::CS));
+  const int s_lo = int(int64_t(a.n_stages) * rank / C::CS);
+  const int ns = int(int64_t(a.n_stages) * (rank + 1) / C::CS) - s_lo;   // this block's stages (may be 0)
+  const int n_base = tile_n * BN;
   const int m0 = blockIdx.y * 8 * MT;
   const int mc = min(8 * MT, a.m - m0);
   const int k_units = a.k / 32;
   const int groups = a.k / G;
   // stage s of this block's walk covers k-stage phys(s) of K (see kStagger)
-  const int rot = (C::FLAGS & kStagger) ? int(blockIdx.x % unsigned(a.n_stages)) : 0;
-  auto phys = [&](int s) { return s + rot < a.n_stages ? s + rot : s + rot - a.n_stages; };
+  const int rot = (C::FLAGS & kStagger) && ns > 0 ? int(unsigned(tile_n) % unsigned(ns)) : 0;
+  auto phys = [&](int s) { return s_lo + (s + rot < ns ? s + rot : s + rot - ns); };
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if (a.prefetch) {
     // 128-byte lines: BN rows x KSB/256 lines per stage = 8 KBW W <= NT
-    for (int s = 0; s < C::STAGES - 1 && s < a.n_stages; ++s) {
+    for (int s = 0; s < C::STAGES - 1 && s < ns; ++s) {
       const int r = tid / (KSB / 256), l = tid % (KSB / 256);
       const int n = n_base + r, u = phys(s) * C::kUnitsRow + l * 8;
       if (r < BN && n < a.n && u < k_units) {
@@ -849,17 +881,38 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
   // are recomputed per unit (about 25 instructions per 16-byte copy). Same copies, same order.
   static_assert(NT % C::kUnitsRow == 0, "a thread copies the same unit of every row it copies");
   constexpr int kRowStep = NT / C::kUnitsRow, kPasses = BN * C::kUnitsRow / NT;
-  auto load_w = [&](int s) {
-    if constexpr ((C::FLAGS & kRowCopy) != 0) {
+  constexpr bool kLN = (C::FLAGS & kLean) != 0;
+  // kLean: a thread's weight unit, its first row's source and its shared-memory offset, once
+  const int lw_r = tid / C::kUnitsRow, lw_c = tid % C::kUnitsRow;
+  const uint4* const lw_src = a.qweight + (size_t(n_base + lw_r) * k_units + lw_c);
+  const int lw_dst = lw_r * C::kWRow + lw_c * 16;
+  const bool rows_in = n_base + BN <= a.n;
+  auto load_w = [&](unsigned char* sl, int kst) {
+    if constexpr (kLN && (C::FLAGS & kRowCopy) != 0) {
+      const uint4* src = lw_src + kst * C::kUnitsRow;
+      const size_t step = size_t(kRowStep) * k_units;
+      unsigned char* dst = sl + lw_dst;
+      if (rows_in && (kst + 1) * C::kUnitsRow <= k_units) {
+#pragma unroll
+        for (int j = 0; j < kPasses; ++j) cp_async16(dst + j * kRowStep * C::kWRow, src + j * step, true);
+      } else {
+        const bool k_ok = kst * C::kUnitsRow + lw_c < k_units;
+#pragma unroll
+        for (int j = 0; j < kPasses; ++j) {
+          const bool ok = k_ok && n_base + lw_r + j * kRowStep < a.n;   // zero-fill past N and K
+          cp_async16(dst + j * kRowStep * C::kWRow, ok ? src + j * step : a.qweight, ok);
+        }
+      }
+    } else if constexpr ((C::FLAGS & kRowCopy) != 0) {
       // recomputed per stage from the thread index (a few instructions) rather than kept live
       // across the loop: StreamN32 must stay within 64 registers (4 resident blocks)
       const unsigned ut = threadIdx.x;
       const int wr = int(ut / C::kUnitsRow), wc = int(ut % C::kUnitsRow);
-      unsigned char* dst = slot(s) + wr * C::kWRow + wc * 16;
-      const int u = phys(s) * C::kUnitsRow + wc;
+      unsigned char* dst = sl + wr * C::kWRow + wc * 16;
+      const int u = kst * C::kUnitsRow + wc;
       const uint4* src = a.qweight + (size_t(n_base + wr) * k_units + u);
       const size_t step = size_t(kRowStep) * k_units;
-      if (n_base + BN <= a.n && (phys(s) + 1) * C::kUnitsRow <= k_units) {
+      if (n_base + BN <= a.n && (kst + 1) * C::kUnitsRow <= k_units) {
 #pragma unroll
         for (int j = 0; j < kPasses; ++j) cp_async16(dst + j * kRowStep * C::kWRow, src + j * step, true);
       } else {
@@ -870,8 +923,8 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
         }
       }
     } else {
-      unsigned char* dst = slot(s);
-      const int u0 = phys(s) * C::kUnitsRow;
+      unsigned char* dst = sl;
+      const int u0 = kst * C::kUnitsRow;
 #pragma unroll
       for (int j = 0; j < kPasses; ++j) {
         const int i = tid + j * NT;
@@ -883,10 +936,35 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
     }
   };
 
-  auto load_x = [&](int s) {
-    unsigned char* dst = slot(s) + C::kWBytes + Sz::kBytes;
-    const int k0 = phys(s) * KSB;
-    constexpr int kU = KSB / 8;   // 16-byte x units per row and stage
+  constexpr int kU = KSB / 8;   // 16-byte x units per row and stage
+  // kLean (NT a multiple of kU): thread tid stages unit lx_u of rows lx_m + p NT / kU in every stage
+  constexpr bool kLX = kLN && NT % kU == 0;
+  constexpr int kXRowStep = kLX ? NT / kU : 1, kXPasses = (8 * MT + kXRowStep - 1) / kXRowStep;
+  const int lx_m = tid / kU, lx_u = tid % kU;
+  const int lx_dst = C::kWBytes + Sz::kBytes + lx_m * C::kXRow +
+                     ((lx_u / 16) * 16 + (lx_u % 16 % 4) * 4 + lx_u % 16 / 4) * 16;
+  const uint16_t* const lx_src = a.x + size_t(m0 + lx_m) * a.x_stride + 8 * lx_u;
+  auto load_x = [&](unsigned char* sl, int kst) {
+    unsigned char* dst = sl + C::kWBytes + Sz::kBytes;
+    const int k0 = kst * KSB;
+    if constexpr (kLX) {
+      if (a.x_vec_ok) {
+        const bool k_in = k0 + 8 * lx_u < a.k;
+#pragma unroll
+        for (int p = 0; p < kXPasses; ++p) {
+          if (lx_m + p * kXRowStep < mc) {
+            const uint16_t* src = lx_src + size_t(p * kXRowStep) * a.x_stride + k0;
+            unsigned char* d = sl + lx_dst + p * kXRowStep * C::kXRow;
+            if (C::FLAGS & kXL1) {
+              cp_async16_l1(d, k_in ? src : a.x, k_in);
+            } else {
+              cp_async16(d, k_in ? src : a.x, k_in);
+            }
+          }
+        }
+        return;
+      }
+    }
     for (int i = tid; i < mc * kU; i += NT) {
       const int m = i / kU, u = i % kU;
       const int kk = k0 + 8 * u;
@@ -918,28 +996,51 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
   // Entries past N or K are 0 (scale 0: the zero-filled weights dequantize to 0).
   constexpr int R = C::STAGES - 1;
   uint32_t szr[R][Sz::kPerThread];
-  auto fetch_sz = [&](auto ring_c, int s) {
+  // kLean: entry j of a thread is row sz_r + j NT / kGroups, group sz_g of the stage (NT is a multiple
+  // of kGroups), its source offset sz_o + j (NT / kGroups) groups + kst kGroups
+  static_assert(NT % Sz::kGroups == 0, "a thread's sz entries share one group column");
+  constexpr int kSzRowStep = NT / Sz::kGroups;
+  const int sz_r = tid / Sz::kGroups, sz_g = tid % Sz::kGroups;
+  const size_t sz_o = size_t(n_base + sz_r) * groups + sz_g;
+  auto fetch_sz = [&](auto ring_c, int kst) {
     constexpr int e = decltype(ring_c)::value;
+    if constexpr (kLN) {
+      const bool k_ok = kst * Sz::kGroups + sz_g < groups;
 #pragma unroll
-    for (int j = 0; j < Sz::kPerThread; ++j) {
-      const int i = tid + j * NT;
-      const int r = i / Sz::kGroups, gi = i % Sz::kGroups;
-      const int n = n_base + r, grp = phys(s) * Sz::kGroups + gi;
-      uint32_t v = 0;
-      if (n < a.n && grp < groups) {
-        const size_t o = size_t(n) * groups + grp;
-        v = uint32_t(__ldg(a.scales + o)) | uint32_t(__ldg(a.zeros + o)) << 16;
+      for (int j = 0; j < Sz::kPerThread; ++j) {
+        uint32_t v = 0;
+        if (k_ok && n_base + sz_r + j * kSzRowStep < a.n) {
+          const size_t o = sz_o + size_t(j * kSzRowStep) * groups + kst * Sz::kGroups;
+          v = uint32_t(__ldg(a.scales + o)) | uint32_t(__ldg(a.zeros + o)) << 16;
+        }
+        szr[e][j] = v;
       }
-      szr[e][j] = v;
+    } else {
+#pragma unroll
+      for (int j = 0; j < Sz::kPerThread; ++j) {
+        const int i = tid + j * NT;
+        const int r = i / Sz::kGroups, gi = i % Sz::kGroups;
+        const int n = n_base + r, grp = kst * Sz::kGroups + gi;
+        uint32_t v = 0;
+        if (n < a.n && grp < groups) {
+          const size_t o = size_t(n) * groups + grp;
+          v = uint32_t(__ldg(a.scales + o)) | uint32_t(__ldg(a.zeros + o)) << 16;
+        }
+        szr[e][j] = v;
+      }
     }
   };
-  auto store_sz = [&](auto ring_c, int s) {
+  auto store_sz = [&](auto ring_c, unsigned char* sl) {
     constexpr int e = decltype(ring_c)::value;
-    uint32_t* d = reinterpret_cast<uint32_t*>(slot(s) + C::kWBytes);
+    uint32_t* d = reinterpret_cast<uint32_t*>(sl + C::kWBytes);
 #pragma unroll
     for (int j = 0; j < Sz::kPerThread; ++j) {
-      const int i = tid + j * NT;
-      d[(i / Sz::kGroups) * Sz::kRow + i % Sz::kGroups] = szr[e][j];
+      if constexpr (kLN) {
+        d[(sz_r + j * kSzRowStep) * Sz::kRow + sz_g] = szr[e][j];
+      } else {
+        const int i = tid + j * NT;
+        d[(i / Sz::kGroups) * Sz::kRow + i % Sz::kGroups] = szr[e][j];
+      }
     }
   };
 
@@ -957,14 +1058,18 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
         for (int j = 0; j < 4; ++j) acc[nt][mt][p][j] = 0.0f;
 
   constexpr bool kXD = (C::FLAGS & kXDirect) != 0;
-  auto compute = [&](int s) {
-    const unsigned char* base = slot(s);
+  // kLean + kXDirect: the thread's x row pointers at its warp's first k-block, once
+  const uint16_t* lxd[MT];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) lxd[mt] = a.x + size_t(m0 + min(8 * mt + g, mc - 1)) * a.x_stride + kw * 128 + 32 * t;
+  auto compute = [&](const unsigned char* base, int kst) {
+    const int lxd_lim = a.k - kst * KSB - kw * 128 - 32 * t;   // kLean + kXDirect: offsets below are in K
     const unsigned char* xrow[MT];
     const uint16_t* xg[MT];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
       xrow[mt] = base + C::kWBytes + Sz::kBytes + min(8 * mt + g, mc - 1) * C::kXRow + t * 16;
-      xg[mt] = a.x + size_t(m0 + min(8 * mt + g, mc - 1)) * a.x_stride + phys(s) * KSB + 32 * t;
+      xg[mt] = a.x + size_t(m0 + min(8 * mt + g, mc - 1)) * a.x_stride + kst * KSB + 32 * t;
     }
 #pragma unroll
     for (int j = 0; j < C::KBW; ++j) {
@@ -974,10 +1079,11 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          if constexpr (kXD) {
-            // x[row][k0 + 32 t + 8 i .. + 7]: the unit the permuted mma step pair 2i, 2i+1 needs (K % 32 == 0:
-            // a unit is all in or all out)
-            const bool in = phys(s) * KSB + b * 128 + 32 * t + 8 * i < a.k;
+          if constexpr (kXD && kLN) {
+            const int off = C::KW * 128 * j + 8 * i;
+            xf[mt][i] = off < lxd_lim ? __ldg(reinterpret_cast<const uint4*>(lxd[mt] + kst * KSB + off)) : make_uint4(0, 0, 0, 0);
+          } else if constexpr (kXD) {
+            const bool in = kst * KSB + b * 128 + 32 * t + 8 * i < a.k;
             xf[mt][i] = in ? __ldg(reinterpret_cast<const uint4*>(xg[mt] + b * 128 + 8 * i)) : make_uint4(0, 0, 0, 0);
           } else {
             xf[mt][i] = *reinterpret_cast<const uint4*>(xrow[mt] + (b * 16 + 4 * i) * 16);
@@ -1042,29 +1148,41 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
   };
 
   // ---- multistage pipeline: one commit group per stage (empty groups keep the count uniform) ----
+  // Stage s of the walk sits in slot s % STAGES and covers k-stage phys(s); kLean keeps both as
+  // running values for the next stage to issue (ld_*) and to consume (cp_*).
+  unsigned char* const send = sbase + C::STAGES * a.slot_bytes;
+  int ld_k = ns > 0 ? phys(0) : 0, cp_k = ld_k;
+  unsigned char *ld_sl = sbase, *cp_sl = sbase;
+  auto advance = [&](int& k, unsigned char*& sl) {
+    k = k + 1 == s_lo + ns ? s_lo : k + 1;
+    sl = sl + a.slot_bytes == send ? sbase : sl + a.slot_bytes;
+  };
+  auto issue = [&](auto ec, int s) {
+    unsigned char* sl = kLN ? ld_sl : slot(s);
+    const int kst = kLN ? ld_k : phys(s);
+    if constexpr (kLN) advance(ld_k, ld_sl);
+    load_w(sl, kst);
+    if constexpr (!kXD) load_x(sl, kst);
+    fetch_sz(ec, kst);
+  };
   Unroll<R>::run([&](auto ec) {
     constexpr int s = decltype(ec)::value;
-    if (s < a.n_stages) {
-      load_w(s);
-      if constexpr (!kXD) load_x(s);
-      fetch_sz(ec, s);
-    }
+    if (s < ns) issue(ec, s);
     cp_async_commit();
   });
-  for (int s0 = 0; s0 < a.n_stages; s0 += R) {
+  for (int s0 = 0; s0 < ns; s0 += R) {
     Unroll<R>::run([&](auto ec) {
       const int s = s0 + decltype(ec)::value;   // s % R == ring entry
-      if (s >= a.n_stages) return;
-      store_sz(ec, s);
+      if (s >= ns) return;
+      unsigned char* sl = kLN ? cp_sl : slot(s);
+      const int kst = kLN ? cp_k : phys(s);
+      if constexpr (kLN) advance(cp_k, cp_sl);
+      store_sz(ec, sl);
       cp_async_wait<C::STAGES - 2>();
       __syncthreads();   // stage s visible to all; the slot of stage s - 1 is free for stage s + R
-      if (s + R < a.n_stages) {
-        load_w(s + R);
-        if constexpr (!kXD) load_x(s + R);
-        fetch_sz(ec, s + R);
-      }
+      if (s + R < ns) issue(ec, s + R);
       cp_async_commit();
-      compute(s);
+      compute(sl, kst);
     });
   }
 
@@ -1091,17 +1209,43 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
     }
   }
   __syncthreads();
-  for (int i = tid; i < C::RW * C::NT * mc * 16; i += NT) {
+  const int n_out = C::RW * C::NT * mc * 16;
+  // CS > 1: the block's sums over its k-warps, part[i], after red (stream_smem_bytes counts both)
+  float* part = red + C::W * C::NT * kCols * 17;
+  for (int i = tid; i < n_out; i += NT) {
     const int r = i % 16, m = (i / 16) % mc, tile = i / (16 * mc);   // tile = rw NT + nt
     const int n = n_base + 16 * tile + r;
-    if (n >= a.n) continue;
+    if constexpr (C::CS == 1) {
+      if (n >= a.n) continue;
+    }
     float v = 0.0f;
 #pragma unroll
     for (int q = 0; q < C::KW; ++q) {
       v += red[((((tile / C::NT) * C::KW + q) * C::NT + tile % C::NT) * kCols + m) * 17 + r];
     }
-    if (a.bias != nullptr) v += Math::to_float(a.bias[n]);
-    a.y[size_t(m0 + m) * a.n + n] = Math::pack1(v);
+    if constexpr (C::CS > 1) {
+      part[i] = v;
+    } else {
+      if (a.bias != nullptr) v += Math::to_float(a.bias[n]);
+      a.y[size_t(m0 + m) * a.n + n] = Math::pack1(v);
+    }
+  }
+  if constexpr (C::CS > 1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    // rank r finishes outputs i = r, r + CS, ...: the ranks' partial sums in rank order (deterministic)
+    cluster_sync();
+    for (int i = rank + C::CS * tid; i < n_out; i += C::CS * NT) {
+      const int r = i % 16, m = (i / 16) % mc, tile = i / (16 * mc);
+      const int n = n_base + 16 * tile + r;
+      if (n >= a.n) continue;
+      float v = 0.0f;
+#pragma unroll
+      for (int q = 0; q < C::CS; ++q) v += ld_cluster_f32(part + i, uint32_t(q));
+      if (a.bias != nullptr) v += Math::to_float(a.bias[n]);
+      a.y[size_t(m0 + m) * a.n + n] = Math::pack1(v);
+    }
+    cluster_sync();   // no block may leave (and free its shared memory) while another rank reads it
+#endif
   }
 }
 
@@ -1115,7 +1259,8 @@ int stream_slot_bytes(int group_size, int mc) {
 template <typename C>
 int64_t stream_smem_bytes(int group_size, int mc) {
   const int64_t pipe = int64_t(C::STAGES) * stream_slot_bytes<C>(group_size, mc);
-  const int64_t red = int64_t(C::W) * C::NT * 8 * C::MT * 17 * 4;
+  // the k-warp reduction red[W][NT][8 MT][17] fp32, then (CS > 1) the block's partial sums
+  const int64_t red = int64_t(C::W) * C::NT * 8 * C::MT * 17 * 4 + (C::CS > 1 ? int64_t(C::BN) * mc * 4 : 0);
   return pipe > red ? pipe : red;
 }
 
@@ -1125,7 +1270,19 @@ Status launch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
   const int mchunk = 8 * C::MT;
   const int64_t n_tiles = (p.n + C::BN - 1) / C::BN;
   const int64_t m_tiles = (p.m + mchunk - 1) / mchunk;
-  if (n_tiles > (int64_t(1) << 30) || m_tiles > 65535) return Status::kUnsupported;
+  if (n_tiles * C::CS > (int64_t(1) << 30) || m_tiles > 65535) return Status::kUnsupported;
+  auto kernel = int4_stream_kernel<T, G, C>;
+  if constexpr (C::CS > 1) {
+    // clusters need sm_90, and the kernel's cluster reduction exists only in sm_90 code: on a newer
+    // GPU that JIT-compiles the compute_80 PTX (ptxVersion 80) the ranks' sums would never be added
+    static const bool usable = [&] {
+      cudaFuncAttributes at{};
+      const bool ok = cudaFuncGetAttributes(&at, kernel) == cudaSuccess && at.ptxVersion >= 90;
+      if (!ok) cudaGetLastError();
+      return ok;
+    }();
+    if (!usable || dev.cc_major < 9) return Status::kUnsupported;
+  }
   const int mc = int(p.m < mchunk ? p.m : mchunk);
   const int64_t smem = stream_smem_bytes<C>(G, mc);
   if (smem > dev.smem_optin) return Status::kUnsupported;
@@ -1148,7 +1305,6 @@ Status launch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
   const bool use_pdl = pdl && dev.cc_major >= 9;
   a.prefetch = use_pdl;
 
-  auto kernel = int4_stream_kernel<T, G, C>;
   if (smem > 48 * 1024) {
     // raised once per device and kernel to the largest size any shape of this configuration needs
     static std::atomic<int> raised[64];
@@ -1164,16 +1320,23 @@ Status launch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
     }
   }
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned(n_tiles), unsigned(m_tiles), 1);
+  cfg.gridDim = dim3(unsigned(n_tiles * C::CS), unsigned(m_tiles), 1);
   cfg.blockDim = dim3(C::kThreads, 1, 1);
   cfg.dynamicSmemBytes = size_t(smem);
   cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
+  cudaLaunchAttribute attr[2];
+  cfg.attrs = attr;
   if (use_pdl) {
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
+    attr[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[cfg.numAttrs].val.programmaticStreamSerializationAllowed = 1;
+    ++cfg.numAttrs;
+  }
+  if (C::CS > 1) {
+    attr[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
+    attr[cfg.numAttrs].val.clusterDim.x = unsigned(C::CS);
+    attr[cfg.numAttrs].val.clusterDim.y = 1;
+    attr[cfg.numAttrs].val.clusterDim.z = 1;
+    ++cfg.numAttrs;
   }
   if (cudaLaunchKernelEx(&cfg, kernel, a) != cudaSuccess) return Status::kLaunchError;
   return Status::kOk;
@@ -1192,16 +1355,31 @@ Status dispatch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl)
   });
 }
 
-// Streaming configurations, StreamCfg<MT, RW, KW, KBW, STAGES, FLAGS, NT = 1>: BN = 16 RW NT rows per
-// block, RW x KW warps, KSB = 128 KBW KW k per stage. Built into the library (fp16 and bf16, G
-// 32/64/128: 30 kernels), chosen from sweeps on the six LLM shapes (H200, fp16 and bf16, M 1..16,
-// bench/results/linear_decode_h200.md); ids are those of the sweeps:
-//   id  name          MT RW KW KBW ST flags             BN  KSB   used for
-//   44  StreamKX       1  1  8  2  3  stagger|SA|XD     16  2048  M <= 8, few rows (x 16-byte aligned)
-//   48  StreamN32RC    1  2  4  2  2  L1|stagger|SA|RC  32  1024  M <= 4 otherwise, fp16
-//   18  StreamN32      1  2  4  2  2  L1|stagger|SA     32  1024  M <= 8 otherwise (fp16: M 5..8)
-//   49  StreamN32M16   2  2  4  2  3  L1|stagger|RC     32  1024  M 9..16 (and 16-row chunks of M <= 32), few rows
-//   50  StreamN64M16   2  4  2  2  2  L1|stagger|RC     64   512  M 9..16, many rows
+// Streaming configurations, StreamCfg<MT, RW, KW, KBW, STAGES, FLAGS, NT = 1, CS = 1>: BN = 16 RW NT
+// rows per block, RW x KW warps, KSB = 128 KBW KW k per stage, CS blocks per row tile (a cluster).
+// Built into the library (fp16 and bf16, G 32/64/128: 42 kernels), chosen from sweeps on the six LLM
+// shapes (H200, fp16 and bf16, M 1..16, bench/results/linear_decode_h200.md); ids are those of the sweeps:
+//   id  name              MT RW KW KBW ST CS flags                BN  KSB   used for
+//   76  StreamKXLean       1  1  8  2  3  1  stagger|SA|XD|lean   16  2048  M <= 8, few rows, fp16 (x 16-byte aligned)
+//   44  StreamKX           1  1  8  2  3  1  stagger|SA|XD        16  2048  M <= 8, few rows, bf16 (x 16-byte aligned)
+//   48  StreamN32RC        1  2  4  2  2  1  L1|stagger|SA|RC     32  1024  M = 1 otherwise, fp16
+//   71  StreamN32Lean      1  2  4  2  2  1  L1|stagger|SA|RC|lean 32 1024  M <= 8 otherwise
+//   74  StreamN64M16Pair   2  4  2  2  2  2  L1|stagger|RC|lean   64   512  M 9..16 (and 16-row chunks of M <= 32), few rows
+//   73  StreamN64M16Lean   2  4  2  2  2  1  L1|stagger|RC|lean   64   512  M 9..16, many rows
+//   49  StreamN32M16       2  2  4  2  3  1  L1|stagger|RC        32  1024  M 9..16, few rows, where 74 cannot run
+// kLean and the cluster pair (H200, 14:38-14:55 UTC, five calls, all candidates in the same call; A/B
+// of the few-row kernels three times in one call, bench/results/linear_decode_h200.md): kLean cut
+// fp16 M 2..8 and bf16 M 1..8 on many rows by 3-10 % (28672 x 8192 M = 8: 55.9 -> 51.1 us) and M = 16
+// on many rows by 8-10 % (28672 x 8192: 74.0 -> 66.8 us); fp16 M = 1 stays on StreamN32RC (lean
+// +0.5..2 %). Pairs of blocks splitting K (CS = 2) win at M = 16 on few rows (4096 x 14336: 27.8 ->
+// 22.3 us) but lose where the grid is already several waves (14336 x 4096: 20.5 -> 22.8 us); on the
+// 16-row K-split tile they lose 45-100 % (52, 53, 60: a cluster grid of 512-1024 blocks runs in
+// more waves than the same blocks without clusters). Few rows at M <= 8: lean without RC (76) beats
+// StreamKX in fp16 by 8-11 % on 4096 x 11008 and 4096 x 14336 (5 % slower on 4096 x 4096 M = 8), and
+// loses 2-5 % in bf16, so each dtype keeps its faster kernel. Also measured and dropped: x fragments
+// loaded before the wait for the stage's weights (equal or up to 8 % slower), deeper StreamKX
+// pipelines (4, 5 stages: 3-9 % slower), a 16-row K-split tile at M = 16 (56: 7-35 % slower), lean
+// with RC on the 16-row K-split tile (70: 5-10 % slower).
 // kRowCopy (RC; H200, 13:52-13:58 UTC, old and new code timed alternately in the same calls,
 // bench/results/linear_decode_h200.md): StreamN32, fp16, M = 1..4: -5..-8 % time on the three
 // many-row shapes (28672 x 8192 M = 1: 42.2 -> 38.7 us); bf16 +2..+6 %, and fp16 M = 8 mixed
@@ -1221,23 +1399,30 @@ Status dispatch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl)
 // on 1024 + q, the zero folded in through an all-ones mma giving sum(x): 5-20 % slower than SA alone),
 // deeper pipelines (3, 5, 6 stages), 2 tiles per warp, 16-warp blocks.
 using StreamKX = StreamCfg<1, 1, 8, 2, 3, kStagger | kScaleAfter | kXDirect>;
-using StreamN32 = StreamCfg<1, 2, 4, 2, 2, kXL1 | kStagger | kScaleAfter>;
+using StreamKXLean = StreamCfg<1, 1, 8, 2, 3, kStagger | kScaleAfter | kXDirect | kLean>;
 using StreamN32RC = StreamCfg<1, 2, 4, 2, 2, kXL1 | kStagger | kScaleAfter | kRowCopy>;
+using StreamN32Lean = StreamCfg<1, 2, 4, 2, 2, kXL1 | kStagger | kScaleAfter | kLean | kRowCopy>;
 using StreamN32M16 = StreamCfg<2, 2, 4, 2, 3, kXL1 | kStagger | kRowCopy>;
-using StreamN64M16 = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger | kRowCopy>;
+using StreamN64M16Lean = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger | kLean | kRowCopy>;
+using StreamN64M16Pair = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger | kLean | kRowCopy, 1, 2>;
 
 #define AWQ_STREAM_LIBRARY(X) \
+  X(76, StreamKXLean)         \
   X(44, StreamKX)             \
-  X(18, StreamN32)            \
   X(48, StreamN32RC)          \
-  X(49, StreamN32M16)         \
-  X(50, StreamN64M16)
+  X(71, StreamN32Lean)        \
+  X(74, StreamN64M16Pair)     \
+  X(73, StreamN64M16Lean)     \
+  X(49, StreamN32M16)
 
 #ifdef AWQ_GEMV_TUNING
-// other candidates of the second sweep (benchmark builds only; the first sweep's losers 1..8, 11..14,
-// 17 are recorded in bench/results/linear_decode_h200.md): the previous library choices without SA,
+// other candidates (benchmark builds only; the first sweep's losers 1..8, 11..14, 17 and the losers
+// 52..70, 72, 75, 77..79 of 14:38-14:55 UTC are recorded in bench/results/linear_decode_h200.md): the
+// library choices before kLean (18, 50), the previous library choices without SA,
 // SA versions of the M = 16 ones, 2 tiles per warp, deeper pipelines, 8-warp-wide M = 16 tiles
 #define AWQ_STREAM_TUNING(X)                                           \
+  X(18, StreamCfg<1, 2, 4, 2, 2, kXL1 | kStagger | kScaleAfter>)       \
+  X(50, StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger | kRowCopy>)          \
   X(9, StreamCfg<1, 1, 8, 2, 3, kXL1 | kStagger>)                      \
   X(10, StreamCfg<1, 2, 4, 2, 2, kXL1 | kStagger>)                     \
   X(19, StreamCfg<1, 1, 8, 2, 3, kXL1 | kStagger | kScaleAfter>)       \
@@ -1289,14 +1474,17 @@ Status dispatch_candidate(int id, const Int4LinearParams& p, cudaStream_t stream
 Status stream_auto(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
   const DeviceInfo dev = device_info(p.sm_count);
   const bool few_rows = (p.n + 31) / 32 < int64_t(kMinBlocksPerSm) * dev.sm_count;
+  const bool f16 = p.dtype == DType::kF16;
   if (p.m <= 8) {
-    // StreamKX reads x with 16-byte loads; otherwise (x rows not 16-byte aligned) StreamN32 stages x
+    // the 16-row K-split tiles read x with 16-byte loads; otherwise (x rows not 16-byte aligned) x is staged
     const bool x_vec = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.x_stride % 8 == 0;
-    if (few_rows && x_vec) return dispatch_stream<StreamKX>(p, stream, pdl);
-    return p.m <= 4 && p.dtype == DType::kF16 ? dispatch_stream<StreamN32RC>(p, stream, pdl)
-                                               : dispatch_stream<StreamN32>(p, stream, pdl);
+    if (few_rows && x_vec) return f16 ? dispatch_stream<StreamKXLean>(p, stream, pdl) : dispatch_stream<StreamKX>(p, stream, pdl);
+    return p.m == 1 && f16 ? dispatch_stream<StreamN32RC>(p, stream, pdl) : dispatch_stream<StreamN32Lean>(p, stream, pdl);
   }
-  return few_rows ? dispatch_stream<StreamN32M16>(p, stream, pdl) : dispatch_stream<StreamN64M16>(p, stream, pdl);
+  if (!few_rows) return dispatch_stream<StreamN64M16Lean>(p, stream, pdl);
+  // the pair needs clusters (sm_90 code); elsewhere the previous few-row choice
+  const Status st = dispatch_stream<StreamN64M16Pair>(p, stream, pdl);
+  return st != Status::kUnsupported ? st : dispatch_stream<StreamN32M16>(p, stream, pdl);
 }
 
 }  // namespace
@@ -1315,7 +1503,7 @@ Status int4_gemv(const Int4LinearParams& p, cudaStream_t stream, int cfg, int sp
 }
 
 // Streaming GEMV with a forced configuration (benchmark sweeps, tests).
-// cfg: 0 = the library's choice; 18, 44, 48, 49, 50 = the library's configurations; the other ids of
+// cfg: 0 = the library's choice; 44, 48, 49, 71, 73, 74, 76 = the library's configurations; the other ids of
 // AWQ_STREAM_TUNING are sweep candidates, built only with -DAWQ_GEMV_TUNING (kUnsupported otherwise). Any M works with any
 // configuration (rows past 8 MT run as further block rows). pdl: < 0 the library default, 0 off, 1 on.
 Status int4_gemv_stream(const Int4LinearParams& p, cudaStream_t stream, int cfg, int pdl) {
