@@ -502,6 +502,16 @@ __global__ void __launch_bounds__(kThreads) int4_gemv_kernel(const GemvArgs a) {
 }
 
 // ---- host side ----------------------------------------------------------------------------------
+// Whether a kernel's cluster reduction was compiled in: it exists only in sm_90 code, so a newer GPU
+// that JIT-compiles the compute_80 PTX (ptxVersion 80) must not split K across a cluster, or the
+// ranks' partial sums would never be added. Callers cache the answer per kernel.
+bool has_cluster_code(const void* kernel) {
+  cudaFuncAttributes at{};
+  const bool ok = cudaFuncGetAttributes(&at, kernel) == cudaSuccess && at.ptxVersion >= 90;
+  if (!ok) cudaGetLastError();   // a failed query leaves no error behind for the launch check
+  return ok;
+}
+
 template <int MT_, int NT_, int U_, int S_>
 struct GemvCfg {
   static constexpr int MT = MT_, NT = NT_, U = U_, S = S_, BN = 16 * NT_ * kWarps;
@@ -619,14 +629,7 @@ Status launch_gemv(const Int4LinearParams& p, cudaStream_t stream, int split_ove
   int split = split_override > 0 ? split_override
                                  : choose_split<Cfg>(dev, n_tiles * m_tiles, kb_total, resident_blocks_per_sm<T, G, Cfg>(), mc);
   auto kernel = int4_gemv_kernel<T, G, Cfg::MT, Cfg::NT, Cfg::U, Cfg::S>;
-  // the cluster reduction exists only in sm_90 code: a newer GPU running the JIT-compiled compute_80
-  // PTX (ptxVersion 80) must not split, or the ranks' partial sums would never be added
-  static const bool cluster_code = [&] {
-    cudaFuncAttributes at{};
-    const bool ok = cudaFuncGetAttributes(&at, kernel) == cudaSuccess && at.ptxVersion >= 90;
-    if (!ok) cudaGetLastError();
-    return ok;
-  }();
+  static const bool cluster_code = has_cluster_code(reinterpret_cast<const void*>(kernel));
   if (dev.cc_major < 9 || !cluster_code) split = 1;
   // k-blocks per rank: whole super-blocks, so every rank's runs stay contiguous
   auto kb_per = [&](int s) { return ((kb_total + s - 1) / s + Cfg::S - 1) / Cfg::S * Cfg::S; };
@@ -1273,14 +1276,7 @@ Status launch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
   if (n_tiles * C::CS > (int64_t(1) << 30) || m_tiles > 65535) return Status::kUnsupported;
   auto kernel = int4_stream_kernel<T, G, C>;
   if constexpr (C::CS > 1) {
-    // clusters need sm_90, and the kernel's cluster reduction exists only in sm_90 code: on a newer
-    // GPU that JIT-compiles the compute_80 PTX (ptxVersion 80) the ranks' sums would never be added
-    static const bool usable = [&] {
-      cudaFuncAttributes at{};
-      const bool ok = cudaFuncGetAttributes(&at, kernel) == cudaSuccess && at.ptxVersion >= 90;
-      if (!ok) cudaGetLastError();
-      return ok;
-    }();
+    static const bool usable = has_cluster_code(reinterpret_cast<const void*>(kernel));
     if (!usable || dev.cc_major < 9) return Status::kUnsupported;
   }
   const int mc = int(p.m < mchunk ? p.m : mchunk);
