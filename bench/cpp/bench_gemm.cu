@@ -177,7 +177,8 @@ struct DevProblem {
     for (size_t i = 0; i < wt.size(); ++i) wt[i] = from_f(p.w[i], p.dt);
     w = dev_upload(wt);
     CK(cudaMalloc(&y, size_t(p.m) * p.n * 2));
-    ws_bytes = int64_t(16) * p.m * p.n * 4;
+    // split-K planes, or the stream-K CTAs' partial tiles (up to ~17 MB on an H200)
+    ws_bytes = std::max(int64_t(16) * p.m * p.n * 4, int64_t(32) << 20);
     CK(cudaMalloc(&ws, ws_bytes));
   }
   ~DevProblem() {
@@ -260,6 +261,7 @@ void check_problem(const Problem& p, const char* what, bool one_hot, const std::
   for (int tile = -2; tile < kNumTiles + n_wg; ++tile)
     for (int splits : split_list) {
       if (tile == -2 && splits != split_list[0]) continue;
+      if (splits < 0 && tile < kNumTiles) continue;  // stream-K (-1): the wgmma kernel only
       CK(cudaMemset(d.y, 0xff, ny * 2));  // NaN in fp16 and bf16: unwritten outputs fail
       const awq::Int4LinearParams prm = params_of(p, d, g_sm_count);
       const Status s = tile == -2         ? awq::cuda::detail::int4_gemm(prm, 0)
@@ -299,27 +301,27 @@ void run_checks(bool small) {
     if (small) {
       check_problem(make_problem(33, 136, 288, 32, dt, true, seed++), "random", false, {0, 2});
       check_problem(make_problem(20, 136, 288, 96, dt, false, seed++, true), "onehot", true, {0});
-      check_problem(make_problem(70, 192, 384, 96, dt, true, seed++), "random", false, {0, 2});
-      check_problem(make_problem(40, 192, 384, 64, dt, false, seed++), "random", false, {0, 2});  // G64 form
+      check_problem(make_problem(70, 192, 384, 96, dt, true, seed++), "random", false, {0, 2, -1});
+      check_problem(make_problem(40, 192, 384, 64, dt, false, seed++), "random", false, {0, 2, -1});  // G64 form
       continue;
     }
     // wgmma shapes (N % 64, K % 64): N = 192 / 320 leave half a 128-row tile, g = 96 puts group
     // boundaries inside 64-k blocks, M = 65 / 255 / 1000 leave partial token tiles
-    check_problem(make_problem(65, 192, 1088, 64, dt, true, seed++), "random", false, {0, 1, 3});
-    check_problem(make_problem(255, 320, 1152, 96, dt, false, seed++), "random", false, {0, 1, 3});
-    check_problem(make_problem(1000, 256, 2048, 32, dt, true, seed++), "random", false, {0, 1, 5});
-    check_problem(make_problem(256, 4096, 4096, 128, dt, true, seed++), "random", false, {0});
-    check_problem(make_problem(130, 192, 1152, 96, dt, false, seed++, true), "onehot", true, {0, 3});
+    check_problem(make_problem(65, 192, 1088, 64, dt, true, seed++), "random", false, {0, 1, 3, -1});
+    check_problem(make_problem(255, 320, 1152, 96, dt, false, seed++), "random", false, {0, 1, 3, -1});
+    check_problem(make_problem(1000, 256, 2048, 32, dt, true, seed++), "random", false, {0, 1, 5, -1});
+    check_problem(make_problem(256, 4096, 4096, 128, dt, true, seed++), "random", false, {0, -1});
+    check_problem(make_problem(130, 192, 1152, 96, dt, false, seed++, true), "onehot", true, {0, 3, -1});
     // G64 form with a group size that is not a power of two (group index by multiply-high)
-    check_problem(make_problem(96, 320, 1152, 192, dt, true, seed++), "random", false, {0, 1, 3});
-    check_problem(make_problem(40, 192, 1152, 192, dt, false, seed++, true), "onehot", true, {0, 2});
+    check_problem(make_problem(96, 320, 1152, 192, dt, true, seed++), "random", false, {0, 1, 3, -1});
+    check_problem(make_problem(40, 192, 1152, 192, dt, false, seed++, true), "onehot", true, {0, 2, -1});
     // N tails (264, 392 are not multiples of 128), K tails (1056, 1088), every group size
     check_problem(make_problem(17, 264, 1056, 32, dt, false, seed++), "random", false, {0, 1, 3});
     check_problem(make_problem(65, 264, 1088, 64, dt, true, seed++), "random", false, {0, 1, 3});
     check_problem(make_problem(255, 392, 1152, 128, dt, true, seed++), "random", false, {0, 1, 3});
     check_problem(make_problem(1000, 136, 2048, 128, dt, false, seed++), "random", false, {0, 1, 5});
-    check_problem(make_problem(1, 128, 512, 512, dt, true, seed++), "random", false, {0, 2});
-    check_problem(make_problem(64, 4096, 4096, 128, dt, false, seed++), "random", false, {0});
+    check_problem(make_problem(1, 128, 512, 512, dt, true, seed++), "random", false, {0, 2, -1});
+    check_problem(make_problem(64, 4096, 4096, 128, dt, false, seed++), "random", false, {0, -1});
     check_problem(make_problem(128, 264, 1088, 64, dt, false, seed++, true), "onehot", true, {0, 3});
   }
 }
@@ -560,7 +562,7 @@ void run_bench(bool tune, const cudaDeviceProp& prop) {
         if (do_tune) {
           // every wgmma configuration x split count (0: the automatic count)
           for (int c = 0; c < awq::cuda::detail::int4_gemm_sm90_num_configs(); ++c)
-            for (int sp : {0, 1, 2, 3, 4, 6, 8}) {
+            for (int sp : {0, 1, 2, 3, 4, 6, 8, -1}) {  // -1: stream-K
               if (m >= 1024 && sp > 2) continue;
               if (int4_call(0, kNumTiles + c, sp, y) != Status::kOk) continue;
               const double d = diff_vs_deq(y);

@@ -20,7 +20,8 @@ int64_t int4_gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, int group_siz
 // Hopper wgmma GEMM (int4_gemm_sm90.cu), used by int4_gemm for kSm90MinM <= M <= kSm90MaxM on
 // compute capability 9.0 (sm_90a code); kUnsupported on other devices and shapes (N % 64, K % 64,
 // group_size % 32). cfg: tile configuration (-1 automatic, 0 .. int4_gemm_sm90_num_configs() - 1);
-// splits: split-K count (<= 0 automatic). Forced values are for the benchmark and tests.
+// splits: split-K count (0 automatic), -1 stream-K (configurations 1, 4, 6, 7; kUnsupported for the
+// others). Forced values are for the benchmark and tests.
 // Above kSm90MaxM the binding's dequantize + cuBLAS fallback is as fast or faster (H200,
 // 2026-11-21, geo-mean over six LLM shapes: M = 1024 this kernel 0.84x cuBLAS against 0.77x for the
 // fallback; M = 2048 0.84x against 0.86x; M = 4096 0.82x, measured before the batched order, against
