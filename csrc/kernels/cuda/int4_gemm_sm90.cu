@@ -686,6 +686,7 @@ struct WgPlan {
 // Stream-K: one CTA per resident slot (all run at once, which the waits need), each with at least
 // kSkMinUnits k-blocks.
 constexpr int kSkMinUnits = 8;
+constexpr int64_t kSkAutoUnits = 96;   // the automatic choice's minimum k-blocks per CTA (make_plan)
 int sk_ctas(const WgPlan& pl, int sm_count) {
   const int64_t units = int64_t(pl.t_tiles) * pl.n_tiles * pl.k_blocks;
   const int64_t slots = int64_t(sm_count) * resident_blocks(pl.cfg, true);
@@ -709,16 +710,18 @@ WgPlan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int cfg, int spl
     pl.sk_ctas = sk_ctas(pl, sm_count);
     return pl;
   }
-  // Automatic stream-K where whole tiles leave much of the last wave idle on a grid of at least 1.5
-  // waves: tiles >= 1.5 slots and tiles < 0.9 waves x slots. Measured (H200, 16:00 UTC, fp16, tuning
-  // table in bench/results/gemm_notes.md): 11008 x 4096 and 14336 x 4096 at M = 1024 -5 % and -8 %,
-  // 28672 x 8192 at M = 128 and 256 -3 %; where tiles fill their waves (28672 x 8192 at M = 1024:
-  // +2 %) or a CTA gets less than about one tile (14336 x 4096 at M = 256: +24 %) it loses.
+  // Automatic stream-K where whole tiles leave much of the last wave idle (tiles < 0.9 waves x slots)
+  // and every CTA still gets at least kSkAutoUnits k-blocks. Fitted to the H200 tuning tables of
+  // 16:00-16:15 UTC (fp16, bench/results/gemm_notes.md), which it matches on every measured case:
+  // faster by 8 % on 28672 x 8192 at M = 64 (108 k-blocks per CTA), 3 % at M = 128 and 256, 5-8 % on
+  // 11008 x 4096 and 14336 x 4096 at M = 1024 (167-217); slower where tiles fill their waves
+  // (28672 x 8192 at M = 1024: +2 %) or CTAs get fewer k-blocks (14336 x 4096 at M = 256, 54: +24 %;
+  // 4096 x 11008 at M = 64, 21: 3.3x).
   if (splits == 0 && sk_cfg(pl.cfg) && sm_count > 0) {
     const int64_t tiles = int64_t(pl.t_tiles) * pl.n_tiles;
     const int64_t slots = int64_t(sm_count) * resident_blocks(pl.cfg, true);
     const int64_t waves = (tiles + slots - 1) / slots;
-    if (2 * tiles >= 3 * slots && 10 * tiles < 9 * waves * slots) {
+    if (tiles * pl.k_blocks >= kSkAutoUnits * slots && 10 * tiles < 9 * waves * slots) {
       pl.splits = 1;
       pl.sk_ctas = sk_ctas(pl, sm_count);
       return pl;
@@ -894,8 +897,9 @@ int int4_gemm_sm90_num_configs() { return kNumWgCfgs; }
 // bench/results/gemm_notes.md), while at M = 256 the kernel wins clearly (0.64x against 0.49x); the
 // cut at 512 between those measurements is interpolated.
 // With stream-K (the automatic plan at M = 1024 on those two layers) the kernel is 5-8 % faster than
-// before and beats the fallback in the C++ benchmark (150 / 195 us against 160 / 204 us, 16:00 UTC),
-// so the rule now applies only where the plan is not stream-K.
+// before and beats the fallback in the C++ benchmark (fp16 143 / 198 us against 158 / 204 us, bf16
+// 140 / 182 against 155 / 199, 16:03 UTC) and through the op (164 / 212 us at 16:04 against the
+// fallback's 173 / 220 at 15:07), so the rule now applies only where the plan is not stream-K.
 static bool prefer_fallback(int64_t m, int64_t n, int64_t k, int sm_count) {
   if (!(m > 512 && k <= 4096 && n >= 8192)) return false;
   return make_plan(m, n, k, sm_count, -1, 0).sk_ctas == 0;
