@@ -11,7 +11,8 @@
 //                           every wgmma configuration and split count; with -DAWQ_GEMM_TUNING also
 //                           every mma.sync tile)
 //   bench_gemm --one=N,K,M,cfg,splits   three calls of one problem (fp16, g = 128) for ncu; cfg -1
-//                           is the dispatcher, 0.. a forced wgmma configuration; splits <= 0 automatic
+//                           is the dispatcher, 0.. a forced wgmma configuration; splits 0 automatic,
+//                           -1 stream-K (configurations 1, 4, 6, 7)
 //   --ms=64,256   --dtypes=fp16   restrict the benchmark's token counts and dtypes
 //
 // Accuracy rule (as the python tests): ||y - ref|| / ||ref|| <= 2 x the same error of cuBLAS at
@@ -484,8 +485,9 @@ void run_bench(bool tune, const cudaDeviceProp& prop) {
         CK(cudaMalloc(&y2, size_t(m) * n * 2));
         fill_random(x, size_t(m) * k, 1000 + m, dt, -1.f, 1.f);
         // forced split counts (tuning) need up to 16 partial planes; otherwise what the op asks for
-        const int64_t ws_bytes = std::max(m <= 1024 ? int64_t(8) * m * n * 4 : int64_t(0),
-                                          awq::cuda::detail::int4_gemm_workspace_bytes(m, n, k, g, g_sm_count));
+        // (and stream-K's partial tiles: up to ~17 MB on an H200, whatever M and N)
+        const int64_t ws_bytes = std::max({m <= 1024 ? int64_t(8) * m * n * 4 : int64_t(0), int64_t(32) << 20,
+                                           awq::cuda::detail::int4_gemm_workspace_bytes(m, n, k, g, g_sm_count)});
         float* wsp = nullptr;
         CK(cudaMalloc(&wsp, ws_bytes + 16));
         const double flops = 2.0 * m * n * k;
@@ -560,7 +562,7 @@ void run_bench(bool tune, const cudaDeviceProp& prop) {
         r.splits_best_us = r.op;
         r.splits_best = "op";
         if (do_tune) {
-          // every wgmma configuration x split count (0: the automatic count)
+          // every wgmma configuration x split count (0: the automatic plan, which may be stream-K; -1: forced stream-K)
           for (int c = 0; c < awq::cuda::detail::int4_gemm_sm90_num_configs(); ++c)
             for (int sp : {0, 1, 2, 3, 4, 6, 8, -1}) {  // -1: stream-K
               if (m >= 1024 && sp > 2) continue;
@@ -640,14 +642,14 @@ void run_bench(bool tune, const cudaDeviceProp& prop) {
 
 // --one=N,K,M,cfg,splits: three calls of one configuration on random device data (fp16, g = 128),
 // for ncu (--launch-skip 1 --launch-count 1). cfg >= 0 forces the wgmma configuration, -1 the
-// dispatcher; splits <= 0 automatic.
+// dispatcher; splits 0 automatic (which may be stream-K), -1 stream-K.
 void run_one(const std::vector<int>& v) {
   const int n = v[0], k = v[1], m = v[2], cfg = v[3], splits = v[4], g = 128;
   uint32_t* qw = nullptr;
   uint16_t *sc = nullptr, *x = nullptr, *y = nullptr;
   uint8_t* z = nullptr;
   float* ws = nullptr;
-  const int64_t ws_bytes = int64_t(16) * m * n * 4;
+  const int64_t ws_bytes = std::max(int64_t(16) * m * n * 4, int64_t(32) << 20);
   CK(cudaMalloc(&qw, size_t(n) * k / 2));
   CK(cudaMalloc(&sc, size_t(n) * (k / g) * 2));
   CK(cudaMalloc(&z, size_t(n) * (k / g)));

@@ -667,15 +667,21 @@ int resident_blocks_of() {
 
 int resident_blocks(int cfg, bool sk = false) {
   int b = 1;
-  const Status s = sk ? AWQ_WG_SK_SWITCH(cfg, __half, true, [&]() -> Status {
-    b = resident_blocks_of<Cfg>();
-    return Status::kOk;
-  })
-                      : AWQ_WG_CFG_SWITCH(cfg, __half, true, [&]() -> Status {
-    b = resident_blocks_of<Cfg>();
-    return Status::kOk;
-  });
-  return s == Status::kOk ? b : 1;
+  if (!sk) {
+    const Status s = AWQ_WG_CFG_SWITCH(cfg, __half, true, [&]() -> Status {
+      b = resident_blocks_of<Cfg>();
+      return Status::kOk;
+    });
+    return s == Status::kOk ? b : 1;
+  }
+  // stream-K waits need every CTA resident: the fewest over the instances a launch may use
+  int lo = 0;
+  auto take = [&](int v) { lo = lo == 0 ? v : std::min(lo, v); };
+  (void)AWQ_WG_SK_SWITCH(cfg, __half, true, [&]() -> Status { take(resident_blocks_of<Cfg>()); return Status::kOk; });
+  (void)AWQ_WG_SK_SWITCH(cfg, __half, false, [&]() -> Status { take(resident_blocks_of<Cfg>()); return Status::kOk; });
+  (void)AWQ_WG_SK_SWITCH(cfg, __nv_bfloat16, true, [&]() -> Status { take(resident_blocks_of<Cfg>()); return Status::kOk; });
+  (void)AWQ_WG_SK_SWITCH(cfg, __nv_bfloat16, false, [&]() -> Status { take(resident_blocks_of<Cfg>()); return Status::kOk; });
+  return lo > 0 ? lo : 1;
 }
 
 // sk_ctas > 0: stream-K with that many CTAs (splits is then 1)
@@ -716,7 +722,7 @@ WgPlan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int cfg, int spl
   // faster by 8 % on 28672 x 8192 at M = 64 (108 k-blocks per CTA), 3 % at M = 128 and 256, 5-8 % on
   // 11008 x 4096 and 14336 x 4096 at M = 1024 (167-217); slower where tiles fill their waves
   // (28672 x 8192 at M = 1024: +2 %) or CTAs get fewer k-blocks (14336 x 4096 at M = 256, 54: +24 %;
-  // 4096 x 11008 at M = 64, 21: 3.3x).
+  // 11008 x 4096 at M = 64, 21: +20 %).
   if (splits == 0 && sk_cfg(pl.cfg) && sm_count > 0) {
     const int64_t tiles = int64_t(pl.t_tiles) * pl.n_tiles;
     const int64_t slots = int64_t(sm_count) * resident_blocks(pl.cfg, true);
@@ -917,6 +923,7 @@ Status int4_gemm_sm90(const Int4LinearParams& p, cudaStream_t stream, int cfg, i
   if (splits < 0 && pl.sk_ctas == 0) return Status::kUnsupported;
   if ((pl.splits > 1 || pl.sk_ctas > 0) && (p.workspace == nullptr || p.workspace_bytes < partial_bytes(pl, p.m, p.n) ||
                                             !aligned(p.workspace, 16))) {
+    if (splits != 0) return Status::kUnsupported;  // a forced plan runs as asked or not at all
     pl.splits = 1;  // no room for partials: one split is always correct, only slower
     pl.sk_ctas = 0;
   }
