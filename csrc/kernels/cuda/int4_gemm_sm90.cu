@@ -612,33 +612,43 @@ WgShape wg_shape(int cfg) {
   }
 }
 
-#define AWQ_WG_CFG_SWITCH(CFG, T, G64, ...)                                              \
-  [&]() -> ::awq::Status {                                                               \
-    switch (CFG) {                                                                       \
-      case 0: { using Cfg = WgCfg<T, 64, 1, 1, 6, false, G64>; return __VA_ARGS__(); }   \
-      case 1: { using Cfg = WgCfg<T, 64, 2, 1, 6, false, G64>; return __VA_ARGS__(); }   \
-      case 2: { using Cfg = WgCfg<T, 64, 2, 2, 6, false, G64>; return __VA_ARGS__(); }   \
-      case 3: { using Cfg = WgCfg<T, 128, 1, 1, 5, false, G64>; return __VA_ARGS__(); }  \
-      case 4: { using Cfg = WgCfg<T, 128, 2, 1, 7, true, G64>; return __VA_ARGS__(); }   \
-      case 5: { using Cfg = WgCfg<T, 128, 2, 2, 4, false, G64>; return __VA_ARGS__(); }  \
-      case 6: { using Cfg = WgCfg<T, 256, 2, 1, 5, true, G64>; return __VA_ARGS__(); }   \
-      case 7: { using Cfg = WgCfg<T, 128, 2, 1, 9, true, G64>; return __VA_ARGS__(); }   \
-      default: break;                                                                    \
-    }                                                                                    \
-    return ::awq::Status::kUnsupported;                                                  \
+// The configurations as types (SK: the stream-K form of 1, 4, 6, 7), used by both switches below.
+template <typename T, bool G64> using WgCfg0 = WgCfg<T, 64, 1, 1, 6, false, G64>;
+template <typename T, bool G64, bool SK = false> using WgCfg1 = WgCfg<T, 64, 2, 1, 6, false, G64, SK>;
+template <typename T, bool G64> using WgCfg2 = WgCfg<T, 64, 2, 2, 6, false, G64>;
+template <typename T, bool G64> using WgCfg3 = WgCfg<T, 128, 1, 1, 5, false, G64>;
+template <typename T, bool G64, bool SK = false> using WgCfg4 = WgCfg<T, 128, 2, 1, 7, true, G64, SK>;
+template <typename T, bool G64> using WgCfg5 = WgCfg<T, 128, 2, 2, 4, false, G64>;
+template <typename T, bool G64, bool SK = false> using WgCfg6 = WgCfg<T, 256, 2, 1, 5, true, G64, SK>;
+template <typename T, bool G64, bool SK = false> using WgCfg7 = WgCfg<T, 128, 2, 1, 9, true, G64, SK>;
+
+#define AWQ_WG_CFG_SWITCH(CFG, T, G64, ...)                                    \
+  [&]() -> ::awq::Status {                                                     \
+    switch (CFG) {                                                             \
+      case 0: { using Cfg = WgCfg0<T, G64>; return __VA_ARGS__(); }            \
+      case 1: { using Cfg = WgCfg1<T, G64>; return __VA_ARGS__(); }            \
+      case 2: { using Cfg = WgCfg2<T, G64>; return __VA_ARGS__(); }            \
+      case 3: { using Cfg = WgCfg3<T, G64>; return __VA_ARGS__(); }            \
+      case 4: { using Cfg = WgCfg4<T, G64>; return __VA_ARGS__(); }            \
+      case 5: { using Cfg = WgCfg5<T, G64>; return __VA_ARGS__(); }            \
+      case 6: { using Cfg = WgCfg6<T, G64>; return __VA_ARGS__(); }            \
+      case 7: { using Cfg = WgCfg7<T, G64>; return __VA_ARGS__(); }            \
+      default: break;                                                          \
+    }                                                                          \
+    return ::awq::Status::kUnsupported;                                        \
   }()
 
-// The stream-K forms of configurations 1, 4, 6 and 7 (same tiles, SK = true).
-#define AWQ_WG_SK_SWITCH(CFG, T, G64, ...)                                                   \
-  [&]() -> ::awq::Status {                                                                   \
-    switch (CFG) {                                                                           \
-      case 1: { using Cfg = WgCfg<T, 64, 2, 1, 6, false, G64, true>; return __VA_ARGS__(); } \
-      case 4: { using Cfg = WgCfg<T, 128, 2, 1, 7, true, G64, true>; return __VA_ARGS__(); } \
-      case 6: { using Cfg = WgCfg<T, 256, 2, 1, 5, true, G64, true>; return __VA_ARGS__(); } \
-      case 7: { using Cfg = WgCfg<T, 128, 2, 1, 9, true, G64, true>; return __VA_ARGS__(); } \
-      default: break;                                                                        \
-    }                                                                                        \
-    return ::awq::Status::kUnsupported;                                                      \
+// The stream-K forms of configurations 1, 4, 6 and 7.
+#define AWQ_WG_SK_SWITCH(CFG, T, G64, ...)                                     \
+  [&]() -> ::awq::Status {                                                     \
+    switch (CFG) {                                                             \
+      case 1: { using Cfg = WgCfg1<T, G64, true>; return __VA_ARGS__(); }      \
+      case 4: { using Cfg = WgCfg4<T, G64, true>; return __VA_ARGS__(); }      \
+      case 6: { using Cfg = WgCfg6<T, G64, true>; return __VA_ARGS__(); }      \
+      case 7: { using Cfg = WgCfg7<T, G64, true>; return __VA_ARGS__(); }      \
+      default: break;                                                          \
+    }                                                                          \
+    return ::awq::Status::kUnsupported;                                        \
   }()
 bool sk_cfg(int cfg) { return cfg == 1 || cfg == 4 || cfg == 6 || cfg == 7; }
 
