@@ -52,6 +52,10 @@ Status int4_gemm_with_config(const Int4LinearParams& p, cudaStream_t stream, int
 using awq::DType;
 using awq::Status;
 
+// Smallest scratch the benchmark hands the GEMMs: stream-K's partial tiles need up to ~17 MB on an
+// H200 whatever M and N (a forced plan that does not fit is refused).
+constexpr int64_t kMinWorkspaceBytes = int64_t(32) << 20;
+
 #define CK(call)                                                                                  \
   do {                                                                                            \
     cudaError_t e_ = (call);                                                                      \
@@ -178,8 +182,8 @@ struct DevProblem {
     for (size_t i = 0; i < wt.size(); ++i) wt[i] = from_f(p.w[i], p.dt);
     w = dev_upload(wt);
     CK(cudaMalloc(&y, size_t(p.m) * p.n * 2));
-    // split-K planes, or the stream-K CTAs' partial tiles (up to ~17 MB on an H200)
-    ws_bytes = std::max(int64_t(16) * p.m * p.n * 4, int64_t(32) << 20);
+    // split-K planes, or the stream-K CTAs' partial tiles
+    ws_bytes = std::max(int64_t(16) * p.m * p.n * 4, kMinWorkspaceBytes);
     CK(cudaMalloc(&ws, ws_bytes));
   }
   ~DevProblem() {
@@ -485,8 +489,7 @@ void run_bench(bool tune, const cudaDeviceProp& prop) {
         CK(cudaMalloc(&y2, size_t(m) * n * 2));
         fill_random(x, size_t(m) * k, 1000 + m, dt, -1.f, 1.f);
         // forced split counts (tuning) need up to 16 partial planes; otherwise what the op asks for
-        // (and stream-K's partial tiles: up to ~17 MB on an H200, whatever M and N)
-        const int64_t ws_bytes = std::max({m <= 1024 ? int64_t(8) * m * n * 4 : int64_t(0), int64_t(32) << 20,
+        const int64_t ws_bytes = std::max({m <= 1024 ? int64_t(8) * m * n * 4 : int64_t(0), kMinWorkspaceBytes,
                                            awq::cuda::detail::int4_gemm_workspace_bytes(m, n, k, g, g_sm_count)});
         float* wsp = nullptr;
         CK(cudaMalloc(&wsp, ws_bytes + 16));
@@ -649,7 +652,7 @@ void run_one(const std::vector<int>& v) {
   uint16_t *sc = nullptr, *x = nullptr, *y = nullptr;
   uint8_t* z = nullptr;
   float* ws = nullptr;
-  const int64_t ws_bytes = std::max(int64_t(16) * m * n * 4, int64_t(32) << 20);
+  const int64_t ws_bytes = std::max(int64_t(16) * m * n * 4, kMinWorkspaceBytes);
   CK(cudaMalloc(&qw, size_t(n) * k / 2));
   CK(cudaMalloc(&sc, size_t(n) * (k / g) * 2));
   CK(cudaMalloc(&z, size_t(n) * (k / g)));
