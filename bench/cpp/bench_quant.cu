@@ -129,6 +129,14 @@ HostT random_weights(DType dt, int64_t n, int64_t k, int g) {
     // row 2, group 0: constant and large, so (zero point) value / scale > 2^21: the IEEE path
     for (int c = 0; c < g; ++c) t.set(size_t(2 * k + c), 3.0f);
   }
+  // rows 3 and 4, group 0: all positive / all negative, so (zero point) the codes clamp at one end
+  // (the kernels' clamped form, next to groups of the same warp that skip the clamps)
+  for (int64_t r = 3; r < 5 && r < n && g <= k; ++r) {
+    for (int c = 0; c < g; ++c) {
+      const float v = fabsf(t.get(size_t(r * k + c))) + 0.01f;
+      t.set(size_t(r * k + c), r == 3 ? v : -v);
+    }
+  }
   return t;
 }
 
@@ -368,10 +376,13 @@ void check_act_stats(DType dt, int64_t T, int64_t k, int64_t stride, size_t misa
              (long long)k, (long long)stride, misalign, worst, max_ok ? "exact" : "WRONG"));
 }
 
+// extreme_scale != 0: in_scale column k / 2 takes that value (outside the range of the reused-divisor
+// division, so the kernels must take their IEEE path for the division by in_scale)
 void check_pseudo(DType dt, int64_t n, int64_t k, int g, int bits, bool zp, bool use_scale, bool use_clip,
-                  bool in_place, size_t misalign = 0) {
+                  bool in_place, size_t misalign = 0, float extreme_scale = 0.0f) {
   HostT w = random_weights(dt, n, k, g);
   std::vector<float> sc = random_pos(size_t(k), 0.25f, 4.0f), cl = random_pos(size_t(n * (k / g)), 0.5f, 1.0f);
+  if (extreme_scale != 0.0f) sc[size_t(k / 2)] = extreme_scale;
   HostT want = ref_pseudo(w, n, k, g, bits, zp, use_scale ? sc.data() : nullptr, use_clip ? cl.data() : nullptr);
   void* dw = upload(w.b.data(), w.b.size(), misalign);
   void* dout = dw;
@@ -397,6 +408,7 @@ void check_pseudo(DType dt, int64_t n, int64_t k, int g, int bits, bool zp, bool
   const bool ok = same_bytes(got.b.data(), want.b.data(), got.b.size(), dt_size(dt), &bad);
   std::string msg = fmt("pseudo_quantize %s N=%lld K=%lld g=%d bits=%d zp=%d scale=%d clip=%d inplace=%d misalign=%zu",
                         dt_name(dt), (long long)n, (long long)k, g, bits, zp, use_scale, use_clip, in_place, misalign);
+  if (extreme_scale != 0.0f) msg += fmt(" in_scale[K/2]=%g", extreme_scale);
   if (!ok) msg += fmt(" first mismatch at %zu: got %g want %g", bad, got.get(bad), want.get(bad));
   report(ok, msg);
 }
@@ -584,6 +596,7 @@ void run_checks(const std::string& only) {
     check_act_stats(dt, 17, 512, 512, 4);     // misaligned x: scalar path
     check_act_stats(dt, 1, 4096, 4096, 0);    // one token
     check_act_stats(dt, 2999, 4160, 4168, 0); // many token slices, a partial strip, strided rows
+    check_act_stats(dt, 8192, 4096, 4096, 0); // the benchmark shape: blocks whose share spans two strips
   }
   for (DType dt : dts) {
     if (!on("pseudo")) break;
@@ -606,9 +619,20 @@ void run_checks(const std::string& only) {
     check_pseudo(dt, 300, 576, 64, 4, true, false, true, false);
     check_pseudo(dt, 300, 576, 64, 4, false, false, false, true);
     check_pseudo(dt, 41, 8320, 128, 4, true, false, true, false);
-    // the same shapes with in_scale (the persistent grid)
+    // the same shapes with in_scale (the persistent grid), with and without clip ratios (the
+    // clamp-free form for groups whose extremes quantize inside the code range), in place
     check_pseudo(dt, 300, 576, 64, 4, true, true, true, false);
+    check_pseudo(dt, 300, 576, 64, 4, true, true, false, true);
     check_pseudo(dt, 40, 8320, 128, 4, true, true, true, false);
+    check_pseudo(dt, 1000, 4096, 128, 4, true, true, false, false);
+    check_pseudo(dt, 5000, 96, 32, 4, true, true, false, false);
+    check_pseudo(dt, 50, 640, 64, 3, true, true, false, false);
+    check_pseudo(dt, 50, 640, 128, 2, false, true, false, false);
+    check_pseudo(dt, 9, 20480, 128, 4, true, true, false, false);
+    // an in_scale value below the reused-divisor range: IEEE division by in_scale (a value above it
+    // overflows the fp16 group scale, and the oracle's NaN sign is not defined)
+    check_pseudo(dt, 40, 1024, 128, 4, true, true, false, false, 0, 0x1p-40f);
+    check_pseudo(dt, 40, 1024, 128, 4, true, true, true, false, 0, 0x1p-40f);
   }
   for (DType dt : dts) {
     if (!on("int4")) break;
