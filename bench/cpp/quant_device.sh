@@ -22,7 +22,7 @@ step() {
   timeout "$max" "$@"
   echo "  rc=$?"
 }
-NV="nvcc -std=c++17 -O3 -Icsrc/include -gencode arch=compute_90a,code=sm_90a"
+NV="nvcc -std=c++17 -O3 -Icsrc/include -Icsrc/kernels/cuda -gencode arch=compute_90a,code=sm_90a"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw,power.limit --format=csv | tee "$OUT/logs.txt"
 date -u | tee -a "$OUT/logs.txt"
 stamp build
@@ -46,7 +46,10 @@ fi
 wait
 $NV $B/bench.o $B/act.o $B/quant.o $B/clip.o -lcublas -o $B/bq || { echo "build failed"; exit 1; }
 for i in $(seq 1 $nv); do $NV $B/bench.o $B/act_v$i.o $B/quant_v$i.o $B/clip.o -lcublas -o $B/bq_v$i; done
-[[ -f $B/quant_base.o ]] && $NV $B/bench.o $B/act_base.o $B/quant_base.o $B/clip.o -lcublas -o $B/bq_base
+# (-Icsrc/kernels/cuda in NV: the copies in .qt_base/ include quant_device.cuh from there)
+if [[ -d .qt_base ]]; then
+  $NV $B/bench.o $B/act_base.o $B/quant_base.o $B/clip.o -lcublas -o $B/bq_base || echo "baseline build failed"
+fi
 stamp built
 step 100 $B/bq --bench=${BENCH:-act,group,clip} > "$OUT/bench_main.txt" 2>&1
 grep -E "FAIL|checks in all|== .* checks" "$OUT/bench_main.txt"
