@@ -100,10 +100,11 @@ constexpr int kRows = AWQ_QUANT_ROWS;
 #endif
 
 // Skipping the per-element code clamps of pseudo-quantization where the group's extremes show them to
-// be the identity (see quantize_slice), for bf16 only. H200, 2026-11-21 16:46 and 16:51 UTC
-// (quant_notes.md), with in_scale, % of copy bandwidth: bf16 +3.0 / +3.0 points on 11008 x 4096 /
-// 28672 x 8192 (74.9 -> 77.9, 79.7 -> 82.8); fp16 0.8-1.3 points slower (its persistent kernel
-// spills more), plain pseudo-quantization within noise. -DAWQ_CLAMP_SKIP=0 turns it off for tuning.
+// be the identity (see quantize_slice), for bf16 only. H200, 2026-11-21 16:51 UTC (quant_notes.md;
+// a build skipping for every dtype against one skipping for none, same call), with in_scale, % of
+// copy bandwidth: bf16 +3.0 points on 11008 x 4096 (74.9 -> 77.9), +2.9-3.1 on 28672 x 8192; fp16
+// 0.6-1.4 points slower (not investigated); plain pseudo-quantization within noise.
+// -DAWQ_CLAMP_SKIP=0 turns it off for tuning builds.
 #ifndef AWQ_CLAMP_SKIP
 #define AWQ_CLAMP_SKIP 1
 #endif
