@@ -345,11 +345,12 @@ __device__ __forceinline__ void quantize_slice(const uint4 (&raw)[kVecs], const 
     return __fadd_rn(ds.div(mn), kRound) >= q.qmin - q.zero + kRound &&
            __fadd_rn(ds.div(mx), kRound) <= q.qmax - q.zero + kRound;
   };
+  constexpr bool kMaySkip = kSkipClamps<T> && M == Mode::kPseudo;
   if (group_safe && scale_safe) {
     if (a.clip != nullptr) {
       finish(std::true_type{}, std::true_type{}, std::false_type{});
-    } else if (kSkipClamps<T> && M == Mode::kPseudo && extremes_inside()) {
-      if constexpr (kSkipClamps<T> && M == Mode::kPseudo) finish(std::true_type{}, std::false_type{}, std::true_type{});
+    } else if (kMaySkip && extremes_inside()) {
+      if constexpr (kMaySkip) finish(std::true_type{}, std::false_type{}, std::true_type{});
     } else {
       finish(std::true_type{}, std::false_type{}, std::false_type{});
     }
