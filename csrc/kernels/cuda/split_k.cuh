@@ -68,7 +68,13 @@ __global__ void __launch_bounds__(256) splitk_reduce_kernel(const float* __restr
     s.w += float(bias[col + 3]);
   }
   T out[4] = {from_f32<T>(s.x), from_f32<T>(s.y), from_f32<T>(s.z), from_f32<T>(s.w)};
-  *reinterpret_cast<uint2*>(y + e) = *reinterpret_cast<const uint2*>(out);
+  // the kernels' callers guarantee 4-byte alignment of y only (e is a multiple of 4 elements)
+  if ((reinterpret_cast<uintptr_t>(y) & 7) == 0) {
+    *reinterpret_cast<uint2*>(y + e) = *reinterpret_cast<const uint2*>(out);
+  } else {
+    reinterpret_cast<uint32_t*>(y + e)[0] = reinterpret_cast<const uint32_t*>(out)[0];
+    reinterpret_cast<uint32_t*>(y + e)[1] = reinterpret_cast<const uint32_t*>(out)[1];
+  }
 }
 
 template <typename T>
