@@ -272,7 +272,7 @@ void check_problem(const Problem& p, const char* what, bool one_hot, const std::
     for (int splits : split_list) {
       if (tile == -2 && splits != split_list[0]) continue;
       if (splits < 0 && tile < kNumTiles) continue;  // stream-K (-1): the wgmma kernel only
-      CK(cudaMemset(yd, 0xff, ny * 2));  // NaN in fp16 and bf16: unwritten outputs fail
+      CK(cudaMemset(d.y, 0xff, ny * 2 + 16));  // NaN in fp16 and bf16: unwritten outputs fail
       const awq::Int4LinearParams prm = params_of(p, d, g_sm_count);
       const Status s = tile == -2         ? awq::cuda::detail::int4_gemm(prm, 0)
                        : tile < kNumTiles ? awq::cuda::detail::int4_gemm_with_config(prm, 0, tile, splits)
@@ -283,6 +283,11 @@ void check_problem(const Problem& p, const char* what, bool one_hot, const std::
       CK(cudaDeviceSynchronize());
       bool ok = s == Status::kOk;
       CK(cudaMemcpy(y.data(), yd, ny * 2, cudaMemcpyDeviceToHost));
+      // the 16 spare bytes around the shifted y must stay untouched
+      uint16_t guard[8 + 8];
+      CK(cudaMemcpy(guard, d.y, g_y_shift * 2, cudaMemcpyDeviceToHost));
+      CK(cudaMemcpy(guard + g_y_shift, yd + ny, 16 - g_y_shift * 2, cudaMemcpyDeviceToHost));
+      for (int i = 0; i < 8; ++i) ok = ok && guard[i] == 0xffff;
       double err = 0;
       if (one_hot) {
         size_t bad = 0;
@@ -339,6 +344,13 @@ void run_checks(bool small) {
     check_problem(make_problem(255, 320, 1152, 96, dt, true, seed++), "y+4B", false, {0, 1, 3, -1});
     check_problem(make_problem(130, 192, 1152, 64, dt, false, seed++, true), "y+4B", true, {1, 2, -1});
     g_y_shift = 0;
+    // stream-K on 3 SMs: each CTA walks several whole tiles, so a staged epilogue is followed by the
+    // bulk copies of its next range into the same shared memory
+    const int sms = g_sm_count;
+    g_sm_count = 3;
+    check_problem(make_problem(520, 640, 1024, 128, dt, true, seed++), "sk-walk", false, {-1});
+    check_problem(make_problem(300, 384, 1152, 64, dt, false, seed++, true), "sk-walk", true, {-1});
+    g_sm_count = sms;
   }
 }
 
