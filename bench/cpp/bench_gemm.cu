@@ -14,6 +14,8 @@
 //                           is the dispatcher, 0.. a forced wgmma configuration; splits 0 automatic,
 //                           -1 stream-K (configurations 1, 4, 6, 7)
 //   --ms=64,256   --dtypes=fp16   restrict the benchmark's token counts and dtypes
+//   --shapes=4096x4096,28672x8192  --cfgs=1,2  --splits=0,1,-1   restrict the shapes, and --tune's
+//                           configurations and split counts (splits default: all, but <= 2 at M >= 1024)
 //
 // Accuracy rule (as the python tests): ||y - ref|| / ||ref|| <= 2 x the same error of cuBLAS at
 // the same dtype on the dequantized weights, ref in fp64. One-hot inputs check the fused
@@ -318,6 +320,8 @@ void run_checks(bool small) {
       check_problem(make_problem(20, 136, 288, 96, dt, false, seed++, true), "onehot", true, {0});
       check_problem(make_problem(70, 192, 384, 96, dt, true, seed++), "random", false, {0, 2, -1});
       check_problem(make_problem(40, 192, 384, 64, dt, false, seed++), "random", false, {0, 2, -1});  // G64 form
+      // G128 form, 10 k-blocks: 3 splits start ranges on block 3 (odd: run alone before the pairs)
+      check_problem(make_problem(70, 192, 640, 128, dt, true, seed++), "random", false, {0, 3, -1});
       continue;
     }
     // wgmma shapes (N % 64, K % 64): N = 192 / 320 leave half a 128-row tile, g = 96 puts group
@@ -330,6 +334,14 @@ void run_checks(bool small) {
     // G64 form with a group size that is not a power of two (group index by multiply-high)
     check_problem(make_problem(96, 320, 1152, 192, dt, true, seed++), "random", false, {0, 1, 3, -1});
     check_problem(make_problem(40, 192, 1152, 192, dt, false, seed++, true), "onehot", true, {0, 2, -1});
+    // G128 form (group_size % 128 == 0: parameters once per aligned pair of k-blocks) with ranges that
+    // start on odd blocks: 18 k-blocks in 4 or 5 splits start at 9, 13 and 3, 7; 20 in 3 at 13. M = 40,
+    // 100, 130 run the step-by-step 64-token tile and the batched 128- and 256-token tiles.
+    check_problem(make_problem(40, 320, 1152, 128, dt, true, seed++), "random", false, {0, 4, 5, -1});
+    check_problem(make_problem(100, 192, 1152, 128, dt, false, seed++), "random", false, {0, 4, 5, -1});
+    check_problem(make_problem(130, 192, 1152, 128, dt, true, seed++), "random", false, {0, 4, 5, -1});
+    check_problem(make_problem(40, 192, 1280, 256, dt, false, seed++, true), "onehot", true, {0, 3, -1});
+    check_problem(make_problem(130, 192, 1280, 256, dt, true, seed++, true), "onehot", true, {0, 3, -1});
     // N tails (264, 392 are not multiples of 128), K tails (1056, 1088), every group size
     check_problem(make_problem(17, 264, 1056, 32, dt, false, seed++), "random", false, {0, 1, 3});
     check_problem(make_problem(65, 264, 1088, 64, dt, true, seed++), "random", false, {0, 1, 3});
@@ -441,6 +453,23 @@ struct Row {
 
 std::vector<int> g_ms = {17, 64, 128, 256, 1024, 4096, 8192};
 std::vector<DType> g_dtypes = {DType::kF16, DType::kBF16};
+// --tune restrictions (empty: all): configurations, split counts, shapes as N * 100000 + K
+std::vector<int> g_cfgs, g_splits, g_shapes;
+bool wanted(const std::vector<int>& v, int x) { return v.empty() || std::find(v.begin(), v.end(), x) != v.end(); }
+// "a,b,c" -> ints; "NxK" items -> N * 100000 + K
+std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> out;
+  for (size_t pos = 0; pos < s.size();) {
+    size_t end = s.find(',', pos);
+    if (end == std::string::npos) end = s.size();
+    const std::string item = s.substr(pos, end - pos);
+    const size_t x = item.find('x');
+    out.push_back(x == std::string::npos ? std::atoi(item.c_str())
+                                         : std::atoi(item.substr(0, x).c_str()) * 100000 + std::atoi(item.substr(x + 1).c_str()));
+    pos = end + 1;
+  }
+  return out;
+}
 
 void run_bench(bool tune, const cudaDeviceProp& prop) {
   const int shapes[6][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {14336, 4096}, {4096, 14336}, {28672, 8192}};
@@ -470,6 +499,7 @@ void run_bench(bool tune, const cudaDeviceProp& prop) {
 
   std::vector<Row> rows;
   for (auto& sh : shapes) {
+    if (!wanted(g_shapes, sh[0] * 100000 + sh[1])) continue;
     const int n = sh[0], k = sh[1], g = 128, groups = k / g;
     const size_t q_bytes = size_t(n) * k / 2 + size_t(n) * groups * 3;
     const int nq = int(std::max<size_t>(2, (rotate_bytes + q_bytes - 1) / q_bytes));
@@ -591,7 +621,7 @@ void run_bench(bool tune, const cudaDeviceProp& prop) {
           // every wgmma configuration x split count (0: the automatic plan, which may be stream-K; -1: forced stream-K)
           for (int c = 0; c < awq::cuda::detail::int4_gemm_sm90_num_configs(); ++c)
             for (int sp : {0, 1, 2, 3, 4, 6, 8, -1}) {  // -1: stream-K
-              if (m >= 1024 && sp > 2) continue;
+              if (!wanted(g_cfgs, c) || (g_splits.empty() ? m >= 1024 && sp > 2 : !wanted(g_splits, sp))) continue;
               if (int4_call(0, kNumTiles + c, sp, y) != Status::kOk) continue;
               const double d = diff_vs_deq(y);
               if (!(d < 2e-2)) {
@@ -741,7 +771,10 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "--one wants N,K,M,cfg,splits, got %s\n", a.c_str());
         return 2;
       }
-    } else if (a == "--dtypes=fp16") g_dtypes = {DType::kF16};
+    } else if (a.rfind("--cfgs=", 0) == 0) g_cfgs = parse_list(a.substr(7));
+    else if (a.rfind("--splits=", 0) == 0) g_splits = parse_list(a.substr(9));
+    else if (a.rfind("--shapes=", 0) == 0) g_shapes = parse_list(a.substr(9));
+    else if (a == "--dtypes=fp16") g_dtypes = {DType::kF16};
     else if (a == "--dtypes=bf16") g_dtypes = {DType::kBF16};
   }
   if (!check && !sanitize && !bench && one.empty()) check = bench = true;

@@ -58,7 +58,8 @@
 //     128- and 256-token tiles this was 2-11 % faster (M = 128: 0.93x -> 1.00x cuBLAS), with
 //     64-token tiles slower (the second buffer leaves room for only one block per SM there).
 //   Per-row (scale, zero) pairs come from global memory kQD blocks ahead into registers
-//   (one set per block in flight); a 64-k block spans at most two groups (group_size % 32 == 0),
+//   (one set per block in flight; in the G128 form one per aligned pair of blocks, fetched and
+//   expanded once for both); a 64-k block spans at most two groups (group_size % 32 == 0),
 //   so each lane keeps two pairs for each of its rows g and g + 8 and picks one per k16 step.
 //   Rows of x past M and rows of W past N (N % 64 == 0 but not a multiple of the block's rows)
 //   arrive as zeros (their scales are read from row N - 1); neither is stored.
@@ -80,7 +81,12 @@
 // between two groups. The G64 form (group_size % 64 == 0: one group per block) with a
 // multiply-high group index cuts that to ~165 and M = 64 went from 0.87x to 1.12x cuBLAS; DRAM
 // still runs at ~1 TB/s, with stalls spread over dependency waits, the per-block barrier and the
-// tile wait. At M >= 256 (configuration 6) the SM is ~76 % busy; a deeper prefetch (6 stages),
+// tile wait. Ablations of configuration 1 (gemm_notes.md, Session 7) show the issue bound directly:
+// without the 48 LOP3 / HSUB2 / HMUL2 of a block's dequantization (timing only) 28672 x 8192 at one
+// split runs 37 % faster, while a second accumulator set (independent wgmma chains) changes nothing.
+// So every instruction per block counts: stage and phase as running counters (no division by
+// STAGES) and the G128 form's parameters once per block pair took a block from ~142 to ~127
+// instructions per warp (4-11 % faster at M = 64, SASS count and H200 timings). At M >= 256 (configuration 6) the SM is ~76 % busy; a deeper prefetch (6 stages),
 // 4-warpgroup blocks (a third less x traffic per MAC), 128-token tiles, W words read a block
 // ahead and a pipeline without the block barrier (per-stage "empty" mbarriers) were all slower or
 // equal, so neither L2 bandwidth, load latency nor the barrier is the limit; the batched order
@@ -133,20 +139,28 @@ struct Sm90Args {
 
 // BT: tokens per block (wgmma n); WGS: warpgroups; MI: 64-row W subtiles per warpgroup (each a
 // wgmma of its own on the shared x tile: more W rows per x byte read); STAGES: ring depth.
-// G64: group_size % 64 == 0, every 64-k block lies in one group (one scale and zero per row and
-// block; the generic form handles group sizes 32, 96, ... whose blocks span two groups).
+// GF, the group form: 1 (G64) for group_size % 64 == 0: every 64-k block lies in one group (one
+// scale and zero per row and block); 2 (G128) for group_size % 128 == 0: an aligned pair of blocks
+// (2j, 2j + 1) shares one group, so the parameters are fetched and expanded once per pair; 0 (the
+// generic form) for group sizes 32, 96, ... whose blocks may span two groups.
 // BATCH: a block's four k16 steps are dequantized first and issued as one commit group of wgmmas
 // (two fragment buffers, prefetch distance STAGES - 3); otherwise dequantization and wgmma
 // alternate step by step, one commit group each (one buffer, prefetch distance STAGES - 2).
 // SK: stream-K scheduling (one CTA per resident slot walking an even share of all tiles' k-blocks).
-template <typename T, int BT, int WGS, int MI, int STAGES, bool BATCH, bool G64, bool SK = false>
+template <typename T, int BT, int WGS, int MI, int STAGES, bool BATCH, int GF, bool SK = false>
 struct WgCfg {
   using Elem = T;
   static constexpr int kBT = BT, kMi = MI, kStages = STAGES;
-  static constexpr bool kBatch = BATCH, kG64 = G64, kSK = SK;
+  static constexpr bool kBatch = BATCH, kG64 = GF >= 1, kSK = SK;
   static constexpr int kQD = STAGES - (BATCH ? 3 : 2);  // prefetch distance of x, W, group parameters
-  static constexpr int kQP = G64 ? 2 : 4;  // (scale, zero) pairs per lane, W subtile and block
+  // k-blocks per fetch of the group parameters: 2 in the G128 form (an aligned pair of blocks shares
+  // one group) where the prefetch distance is even, else 1
+  static constexpr int kGPB = (GF == 2 && kQD % 2 == 0) ? 2 : 1;
+  static constexpr int kQP = kG64 ? 2 : 4;  // (scale, zero) pairs per lane, W subtile and block
   static constexpr int kThreads = WGS * 128;
+  // 64-token tiles of one 64-row subtile per warpgroup (configurations 0, 1) keep two blocks per SM
+  // (<= 128 registers at 256 threads); the others take what they need
+  static constexpr int kMinBlocks = (BT == 64 && MI == 1) ? 2 : 1;
   static constexpr int kRows = WGS * MI * 64;
   static constexpr int kXStage = BT * kBK * 2;   // bytes
   static constexpr int kWStage = kRows * kBK / 2;
@@ -298,7 +312,7 @@ AWQ_WGMMA_DEF(256, "bf16", __nv_bfloat16)
 #endif  // AWQ_SM90_DEVICE
 
 template <typename Cfg>
-__global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __grid_constant__ CUtensorMap x_map,
+__global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) int4_gemm_wgmma_kernel(const __grid_constant__ CUtensorMap x_map,
                                                                         const __grid_constant__ CUtensorMap w_map,
                                                                         const Sm90Args a) {
 #ifdef AWQ_SM90_DEVICE
@@ -336,8 +350,8 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
   __syncthreads();
 
   // One tile's k-blocks [kb_begin, kb_end) into acc. it_base counts the k-blocks this CTA ran before
-  // (stream-K runs several ranges): block kb uses stage (it_base + kb - kb_begin) % STAGES and that
-  // stage's mbarrier phase of the same count.
+  // (stream-K runs several ranges): the i-th block of the range uses stage (it_base + i) % STAGES and
+  // that stage's mbarrier phase of the same count, kept as running counters (no division per block).
   float acc[MI][BT / 2];
   auto run_range = [&](const int m0, const int n0, const int kb_begin, const int kb_end, const int it_base) {
   auto load_stage = [&](int kb, int stage) {
@@ -366,7 +380,9 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
   // arithmetic on them at fetch time stalls the warp on the load), and they are loaded
   // unconditionally (clamped block index) in a main loop without conditions, so the compiler needs
   // no copies of them. Group indices come from one multiply-high (group_magic), not a division.
-  uint32_t rs[kQD][MI][QP], rz[kQD][MI][QP];
+  constexpr int GPB = Cfg::kGPB, kSets = kQD / GPB;
+  static_assert(kQD % GPB == 0, "whole parameter sets in flight");
+  uint32_t rs[kSets][MI][QP], rz[kSets][MI][QP];
   auto fetch_qparams = [&](int kb, uint32_t(&sr)[MI][QP], uint32_t(&zr)[MI][QP]) {
     const uint32_t k0 = uint32_t(kb) * kBK;
     const uint32_t ga = __umulhi(k0, a.group_magic);
@@ -396,32 +412,48 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
 #pragma unroll
   for (int s = 0; s < kQD; ++s)
     if (kb_begin + s < kb_end) load_stage(kb_begin + s, (it_base + s) % STAGES);
+  // G128: a range that starts on an odd block runs that block alone first (below), so the parameter
+  // sets belong to the aligned pairs from kb_first on
+  const int kb_first = GPB == 2 ? kb_begin + (kb_begin & 1) : kb_begin;
 #pragma unroll
-  for (int u = 0; u < kQD; ++u) fetch_qparams(min(kb_begin + u, kb_end - 1), rs[u], rz[u]);
+  for (int u = 0; u < kSets; ++u) fetch_qparams(min(kb_first + GPB * u, kb_end - 1), rs[u], rz[u]);
 
   const uint32_t shift = 4u * uint32_t(t);
-  auto block_step = [&](int kb, uint32_t(&sr)[MI][QP], uint32_t(&zr)[MI][QP], uint32_t(&af)[MI][4][4]) {
-    const int it = it_base + kb - kb_begin;
-    const int stage = it % STAGES;
-    mbar_wait(bars + 8 * stage, uint32_t(it / STAGES) & 1u);  // x and W of block kb landed
-    __syncthreads();  // every wgmma of block kb - 2 retired in every warpgroup (see header)
-    if (kb + kQD < kb_end) load_stage(kb + kQD, (it + kQD) % STAGES);
-    // this block's group parameters, then block kb + kQD's loads into the same registers
-    uint32_t s2[MI][QP], z2[MI][QP];
+  int st_cur = it_base % STAGES, st_ld = (it_base + kQD) % STAGES;  // stages of blocks kb and kb + kQD
+  uint32_t ph_cur = uint32_t(it_base / STAGES) & 1u;                // phase of block kb's stage
+  // The current block's group parameters, expanded: scale bits and magic + zero in both halves.
+  uint32_t s2[MI][QP], z2[MI][QP];
+  auto expand = [&](const uint32_t(&sr)[MI][QP], const uint32_t(&zr)[MI][QP]) {
 #pragma unroll
     for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
       for (int i = 0; i < QP; ++i) {
-        s2[mi][i] = sr[mi][i] * 0x10001u;                   // scale bits in both halves
-        z2[mi][i] = Magic<T>::kValue | (zr[mi][i] * 0x10001u);  // magic + zero in both halves
+        s2[mi][i] = sr[mi][i] * 0x10001u;
+        z2[mi][i] = Magic<T>::kValue | (zr[mi][i] * 0x10001u);
       }
+  };
+  // expand a set, then refill it with the parameters of the block kQD further on (its loads have as
+  // long to land as the tiles do)
+  auto take = [&](int kb, uint32_t(&sr)[MI][QP], uint32_t(&zr)[MI][QP]) {
+    expand(sr, zr);
+    fetch_qparams(min(kb + kQD, kb_end - 1), sr, zr);
+  };
+  auto block_step = [&](int kb, uint32_t(&af)[MI][4][4]) {
+    const int stage = st_cur;
+    mbar_wait(bars + 8 * stage, ph_cur);  // x and W of block kb landed
+    __syncthreads();  // every wgmma of block kb - 2 retired in every warpgroup (see header)
+    if (kb + kQD < kb_end) load_stage(kb + kQD, st_ld);
+    if (++st_cur == STAGES) {
+      st_cur = 0;
+      ph_cur ^= 1u;
+    }
+    if (++st_ld == STAGES) st_ld = 0;
     // k16 steps s >= first_b belong to the block's second group (G64: there is none)
     int first_b = 4;
     if constexpr (!Cfg::kG64) {
       const uint32_t k0 = uint32_t(kb) * kBK;
       first_b = int(((__umulhi(k0, a.group_magic) + 1) * uint32_t(a.group_size) - k0 + 15) >> 4);
     }
-    fetch_qparams(min(kb + kQD, kb_end - 1), sr, zr);
 
     uint4 lo0[MI], hi0[MI], lo1[MI], hi1[MI];
 #pragma unroll
@@ -472,15 +504,30 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
       }
     }
   };
-  // whole rounds of kQD blocks without conditions, then the rest
   int kb = kb_begin;
+  if constexpr (GPB == 2) {
+    if (kb & 1) {  // the odd first block alone, its parameters loaded now (the other fragment buffer
+      uint32_t sr[MI][QP], zr[MI][QP];  // when batched: the next block takes buffer 0)
+      fetch_qparams(kb, sr, zr);
+      expand(sr, zr);
+      block_step(kb, afr[1 % kBufs]);
+      ++kb;
+    }
+  }
+  // whole rounds of kQD blocks without conditions, then the rest
   for (; kb + kQD <= kb_end; kb += kQD) {
 #pragma unroll
-    for (int u = 0; u < kQD; ++u) block_step(kb + u, rs[u], rz[u], afr[u % kBufs]);
+    for (int u = 0; u < kQD; ++u) {
+      if (u % GPB == 0) take(kb + u, rs[u / GPB], rz[u / GPB]);
+      block_step(kb + u, afr[u % kBufs]);
+    }
   }
 #pragma unroll
   for (int u = 0; u < kQD - 1; ++u)
-    if (kb + u < kb_end) block_step(kb + u, rs[u], rz[u], afr[u % kBufs]);
+    if (kb + u < kb_end) {
+      if (u % GPB == 0) take(kb + u, rs[u / GPB], rz[u / GPB]);
+      block_step(kb + u, afr[u % kBufs]);
+    }
   wgmma_wait<0>();
   };
 
@@ -666,7 +713,7 @@ __global__ void __launch_bounds__(Cfg::kThreads) int4_gemm_wgmma_kernel(const __
 // (prefetch distance 4: ties configuration 6), 64 x 256 with 10 stages, and 4-warpgroup blocks
 // (512 threads; 128 x 256 and 64 x 256): slower than 6, resp. 1, at every M.
 // (128 x 256 with 5 stages spills: 255 registers are the limit of MI = 2 at BT = 128.)
-// Each for fp16 and bf16 and for both group forms (G64 or not). default_cfg below picks by M
+// Each for fp16 and bf16 and for the three group forms (G128, G64, generic). default_cfg picks by M
 // (measured choices, bench/results/gemm_notes.md); the others stay for the benchmark's tuning.
 constexpr int kNumWgCfgs = 8;
 struct WgShape {
@@ -685,39 +732,39 @@ WgShape wg_shape(int cfg) {
 }
 
 // The configurations as types (SK: the stream-K form of 1, 4, 6, 7), used by both switches below.
-template <typename T, bool G64> using WgCfg0 = WgCfg<T, 64, 1, 1, 6, false, G64>;
-template <typename T, bool G64, bool SK = false> using WgCfg1 = WgCfg<T, 64, 2, 1, 6, false, G64, SK>;
-template <typename T, bool G64> using WgCfg2 = WgCfg<T, 64, 2, 2, 6, false, G64>;
-template <typename T, bool G64> using WgCfg3 = WgCfg<T, 128, 1, 1, 5, false, G64>;
-template <typename T, bool G64, bool SK = false> using WgCfg4 = WgCfg<T, 128, 2, 1, 7, true, G64, SK>;
-template <typename T, bool G64> using WgCfg5 = WgCfg<T, 128, 2, 2, 4, false, G64>;
-template <typename T, bool G64, bool SK = false> using WgCfg6 = WgCfg<T, 256, 2, 1, 5, true, G64, SK>;
-template <typename T, bool G64, bool SK = false> using WgCfg7 = WgCfg<T, 128, 2, 1, 9, true, G64, SK>;
+template <typename T, int GF> using WgCfg0 = WgCfg<T, 64, 1, 1, 6, false, GF>;
+template <typename T, int GF, bool SK = false> using WgCfg1 = WgCfg<T, 64, 2, 1, 6, false, GF, SK>;
+template <typename T, int GF> using WgCfg2 = WgCfg<T, 64, 2, 2, 6, false, GF>;
+template <typename T, int GF> using WgCfg3 = WgCfg<T, 128, 1, 1, 5, false, GF>;
+template <typename T, int GF, bool SK = false> using WgCfg4 = WgCfg<T, 128, 2, 1, 7, true, GF, SK>;
+template <typename T, int GF> using WgCfg5 = WgCfg<T, 128, 2, 2, 4, false, GF>;
+template <typename T, int GF, bool SK = false> using WgCfg6 = WgCfg<T, 256, 2, 1, 5, true, GF, SK>;
+template <typename T, int GF, bool SK = false> using WgCfg7 = WgCfg<T, 128, 2, 1, 9, true, GF, SK>;
 
-#define AWQ_WG_CFG_SWITCH(CFG, T, G64, ...)                                    \
+#define AWQ_WG_CFG_SWITCH(CFG, T, GF, ...)                                    \
   [&]() -> ::awq::Status {                                                     \
     switch (CFG) {                                                             \
-      case 0: { using Cfg = WgCfg0<T, G64>; return __VA_ARGS__(); }            \
-      case 1: { using Cfg = WgCfg1<T, G64>; return __VA_ARGS__(); }            \
-      case 2: { using Cfg = WgCfg2<T, G64>; return __VA_ARGS__(); }            \
-      case 3: { using Cfg = WgCfg3<T, G64>; return __VA_ARGS__(); }            \
-      case 4: { using Cfg = WgCfg4<T, G64>; return __VA_ARGS__(); }            \
-      case 5: { using Cfg = WgCfg5<T, G64>; return __VA_ARGS__(); }            \
-      case 6: { using Cfg = WgCfg6<T, G64>; return __VA_ARGS__(); }            \
-      case 7: { using Cfg = WgCfg7<T, G64>; return __VA_ARGS__(); }            \
+      case 0: { using Cfg = WgCfg0<T, GF>; return __VA_ARGS__(); }            \
+      case 1: { using Cfg = WgCfg1<T, GF>; return __VA_ARGS__(); }            \
+      case 2: { using Cfg = WgCfg2<T, GF>; return __VA_ARGS__(); }            \
+      case 3: { using Cfg = WgCfg3<T, GF>; return __VA_ARGS__(); }            \
+      case 4: { using Cfg = WgCfg4<T, GF>; return __VA_ARGS__(); }            \
+      case 5: { using Cfg = WgCfg5<T, GF>; return __VA_ARGS__(); }            \
+      case 6: { using Cfg = WgCfg6<T, GF>; return __VA_ARGS__(); }            \
+      case 7: { using Cfg = WgCfg7<T, GF>; return __VA_ARGS__(); }            \
       default: break;                                                          \
     }                                                                          \
     return ::awq::Status::kUnsupported;                                        \
   }()
 
 // The stream-K forms of configurations 1, 4, 6 and 7.
-#define AWQ_WG_SK_SWITCH(CFG, T, G64, ...)                                     \
+#define AWQ_WG_SK_SWITCH(CFG, T, GF, ...)                                     \
   [&]() -> ::awq::Status {                                                     \
     switch (CFG) {                                                             \
-      case 1: { using Cfg = WgCfg1<T, G64, true>; return __VA_ARGS__(); }      \
-      case 4: { using Cfg = WgCfg4<T, G64, true>; return __VA_ARGS__(); }      \
-      case 6: { using Cfg = WgCfg6<T, G64, true>; return __VA_ARGS__(); }      \
-      case 7: { using Cfg = WgCfg7<T, G64, true>; return __VA_ARGS__(); }      \
+      case 1: { using Cfg = WgCfg1<T, GF, true>; return __VA_ARGS__(); }      \
+      case 4: { using Cfg = WgCfg4<T, GF, true>; return __VA_ARGS__(); }      \
+      case 6: { using Cfg = WgCfg6<T, GF, true>; return __VA_ARGS__(); }      \
+      case 7: { using Cfg = WgCfg7<T, GF, true>; return __VA_ARGS__(); }      \
       default: break;                                                          \
     }                                                                          \
     return ::awq::Status::kUnsupported;                                        \
@@ -732,7 +779,7 @@ bool sk_cfg(int cfg) { return cfg == 1 || cfg == 4 || cfg == 6 || cfg == 7; }
 int default_cfg(int64_t m) { return m <= 64 ? 1 : m <= 128 ? 7 : 6; }
 
 // Blocks of configuration cfg one SM holds at once (registers, shared memory), from the occupancy
-// calculator, once per configuration (the fp16 G64 instance stands for the others: the split
+// calculator, once per configuration (the fp16 G128 instance stands for the others: the split
 // choice only needs the count, and workspace sizing and launch must agree, so both use this).
 template <typename Cfg>
 int resident_blocks_of() {
@@ -750,7 +797,7 @@ int resident_blocks_of() {
 int resident_blocks(int cfg, bool sk = false) {
   int b = 1;
   if (!sk) {
-    const Status s = AWQ_WG_CFG_SWITCH(cfg, __half, true, [&]() -> Status {
+    const Status s = AWQ_WG_CFG_SWITCH(cfg, __half, 2, [&]() -> Status {
       b = resident_blocks_of<Cfg>();
       return Status::kOk;
     });
@@ -759,10 +806,14 @@ int resident_blocks(int cfg, bool sk = false) {
   // stream-K waits need every CTA resident: the fewest over the instances a launch may use
   int lo = 0;
   auto take = [&](int v) { lo = lo == 0 ? v : std::min(lo, v); };
-  (void)AWQ_WG_SK_SWITCH(cfg, __half, true, [&]() -> Status { take(resident_blocks_of<Cfg>()); return Status::kOk; });
-  (void)AWQ_WG_SK_SWITCH(cfg, __half, false, [&]() -> Status { take(resident_blocks_of<Cfg>()); return Status::kOk; });
-  (void)AWQ_WG_SK_SWITCH(cfg, __nv_bfloat16, true, [&]() -> Status { take(resident_blocks_of<Cfg>()); return Status::kOk; });
-  (void)AWQ_WG_SK_SWITCH(cfg, __nv_bfloat16, false, [&]() -> Status { take(resident_blocks_of<Cfg>()); return Status::kOk; });
+  auto take_all = [&](auto gf) {
+    constexpr int GF = decltype(gf)::value;
+    (void)AWQ_WG_SK_SWITCH(cfg, __half, GF, [&]() -> Status { take(resident_blocks_of<Cfg>()); return Status::kOk; });
+    (void)AWQ_WG_SK_SWITCH(cfg, __nv_bfloat16, GF, [&]() -> Status { take(resident_blocks_of<Cfg>()); return Status::kOk; });
+  };
+  take_all(std::integral_constant<int, 0>{});
+  take_all(std::integral_constant<int, 1>{});
+  take_all(std::integral_constant<int, 2>{});
   return lo > 0 ? lo : 1;
 }
 
@@ -1015,14 +1066,15 @@ Status int4_gemm_sm90(const Int4LinearParams& p, cudaStream_t stream, int cfg, i
       return Status::kUnsupported;
     } else {
       using T = std::conditional_t<D == DType::kF16, __half, __nv_bfloat16>;
-      if (pl.sk_ctas > 0) {
-        if (p.group_size % kBK == 0)
-          return AWQ_WG_SK_SWITCH(pl.cfg, T, true, [&]() -> Status { return launch<Cfg>(p, pl, stream); });
-        return AWQ_WG_SK_SWITCH(pl.cfg, T, false, [&]() -> Status { return launch<Cfg>(p, pl, stream); });
-      }
-      if (p.group_size % kBK == 0)
-        return AWQ_WG_CFG_SWITCH(pl.cfg, T, true, [&]() -> Status { return launch<Cfg>(p, pl, stream); });
-      return AWQ_WG_CFG_SWITCH(pl.cfg, T, false, [&]() -> Status { return launch<Cfg>(p, pl, stream); });
+      // the group form: G128, G64 or generic (WgCfg)
+      auto run = [&](auto gf) -> Status {
+        constexpr int GF = decltype(gf)::value;
+        if (pl.sk_ctas > 0) return AWQ_WG_SK_SWITCH(pl.cfg, T, GF, [&]() -> Status { return launch<Cfg>(p, pl, stream); });
+        return AWQ_WG_CFG_SWITCH(pl.cfg, T, GF, [&]() -> Status { return launch<Cfg>(p, pl, stream); });
+      };
+      if (p.group_size % (2 * kBK) == 0) return run(std::integral_constant<int, 2>{});
+      if (p.group_size % kBK == 0) return run(std::integral_constant<int, 1>{});
+      return run(std::integral_constant<int, 0>{});
     }
   });
 }
