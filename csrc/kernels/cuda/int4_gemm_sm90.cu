@@ -826,6 +826,7 @@ struct WgPlan {
 // kSkMinUnits k-blocks.
 constexpr int kSkMinUnits = 8;
 constexpr int64_t kSkAutoUnits = 96;   // the automatic choice's minimum k-blocks per CTA (make_plan)
+constexpr int64_t kSkAutoUnitsLowFill = 32;  // the same where whole tiles fill at most 3/4 of their waves
 int sk_ctas(const WgPlan& pl, int sm_count) {
   const int64_t units = int64_t(pl.t_tiles) * pl.n_tiles * pl.k_blocks;
   const int64_t slots = int64_t(sm_count) * resident_blocks(pl.cfg, true);
@@ -860,7 +861,15 @@ WgPlan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int cfg, int spl
     const int64_t tiles = int64_t(pl.t_tiles) * pl.n_tiles;
     const int64_t slots = int64_t(sm_count) * resident_blocks(pl.cfg, true);
     const int64_t waves = (tiles + slots - 1) / slots;
-    if (tiles * pl.k_blocks >= kSkAutoUnits * slots && 10 * tiles < 9 * waves * slots) {
+    // Also where whole tiles fill at most 3/4 of their waves and number at least half a wave, from 32
+    // k-blocks per CTA, and M fills its token tiles (>= 7/8 of their rows): 11008 x 4096 (86 tiles on
+    // 132 slots) at M = 128 -12 %, M = 256 -18 %, M = 512 -20 % (H200, 2026-11-21 18:50 UTC,
+    // gemm_notes.md Session 7), while 14336 x 4096 (112 tiles, 85 %) at M = 128 / 256 and the 32- and
+    // 64-tile layers (split-K fills one wave) stay data-parallel, where stream-K measured 5-19 %
+    // slower; so does M = 384 (two 256-token tiles, the second half empty: stream-K +7 %, unexplained).
+    const bool low_fill = 2 * tiles >= slots && 4 * tiles <= 3 * waves * slots &&
+                          tiles * pl.k_blocks >= kSkAutoUnitsLowFill * slots && int64_t(pl.t_tiles) * s.bt * 7 <= m * 8;
+    if ((tiles * pl.k_blocks >= kSkAutoUnits * slots && 10 * tiles < 9 * waves * slots) || low_fill) {
       pl.splits = 1;
       pl.sk_ctas = sk_ctas(pl, sm_count);
       return pl;
