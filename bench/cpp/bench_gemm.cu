@@ -454,18 +454,18 @@ struct Row {
 std::vector<int> g_ms = {17, 64, 128, 256, 1024, 4096, 8192};
 std::vector<DType> g_dtypes = {DType::kF16, DType::kBF16};
 // --tune restrictions (empty: all): configurations, split counts, shapes as N * 100000 + K
-std::vector<int> g_cfgs, g_splits, g_shapes;
-bool wanted(const std::vector<int>& v, int x) { return v.empty() || std::find(v.begin(), v.end(), x) != v.end(); }
+std::vector<int64_t> g_cfgs, g_splits, g_shapes;
+bool wanted(const std::vector<int64_t>& v, int64_t x) { return v.empty() || std::find(v.begin(), v.end(), x) != v.end(); }
 // "a,b,c" -> ints; "NxK" items -> N * 100000 + K
-std::vector<int> parse_list(const std::string& s) {
-  std::vector<int> out;
+std::vector<int64_t> parse_list(const std::string& s) {
+  std::vector<int64_t> out;
   for (size_t pos = 0; pos < s.size();) {
     size_t end = s.find(',', pos);
     if (end == std::string::npos) end = s.size();
     const std::string item = s.substr(pos, end - pos);
     const size_t x = item.find('x');
-    out.push_back(x == std::string::npos ? std::atoi(item.c_str())
-                                         : std::atoi(item.substr(0, x).c_str()) * 100000 + std::atoi(item.substr(x + 1).c_str()));
+    out.push_back(x == std::string::npos ? std::atoll(item.c_str())
+                                         : std::atoll(item.substr(0, x).c_str()) * 100000 + std::atoll(item.substr(x + 1).c_str()));
     pos = end + 1;
   }
   return out;
@@ -499,7 +499,7 @@ void run_bench(bool tune, const cudaDeviceProp& prop) {
 
   std::vector<Row> rows;
   for (auto& sh : shapes) {
-    if (!wanted(g_shapes, sh[0] * 100000 + sh[1])) continue;
+    if (!wanted(g_shapes, int64_t(sh[0]) * 100000 + sh[1])) continue;
     const int n = sh[0], k = sh[1], g = 128, groups = k / g;
     const size_t q_bytes = size_t(n) * k / 2 + size_t(n) * groups * 3;
     const int nq = int(std::max<size_t>(2, (rotate_bytes + q_bytes - 1) / q_bytes));

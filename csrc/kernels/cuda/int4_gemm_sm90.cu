@@ -438,8 +438,13 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) int4_gemm_wgmm
     expand(sr, zr);
     fetch_qparams(min(kb + kQD, kb_end - 1), sr, zr);
   };
-  auto block_step = [&](int kb, uint32_t(&af)[MI][4][4]) {
-    const int stage = st_cur;
+  // A block in two parts: block_wait (its tiles landed, every warpgroup past block kb - 2, the refill of
+  // block kb + kQD) and block_math. The G64 / G128 forms take their parameter set before block_wait;
+  // the generic form between the two (as before the G128 form existed: taken ahead of the wait, its
+  // registers spill under the two-block bound).
+  int stage = 0;  // the stage of the block in flight, set by block_wait
+  auto block_wait = [&](int kb) {
+    stage = st_cur;
     mbar_wait(bars + 8 * stage, ph_cur);  // x and W of block kb landed
     __syncthreads();  // every wgmma of block kb - 2 retired in every warpgroup (see header)
     if (kb + kQD < kb_end) load_stage(kb + kQD, st_ld);
@@ -448,6 +453,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) int4_gemm_wgmm
       ph_cur ^= 1u;
     }
     if (++st_ld == STAGES) st_ld = 0;
+  };
+  auto block_math = [&](int kb, uint32_t(&af)[MI][4][4]) {
     // k16 steps s >= first_b belong to the block's second group (G64: there is none)
     int first_b = 4;
     if constexpr (!Cfg::kG64) {
@@ -510,24 +517,30 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) int4_gemm_wgmm
       uint32_t sr[MI][QP], zr[MI][QP];  // when batched: the next block takes buffer 0)
       fetch_qparams(kb, sr, zr);
       expand(sr, zr);
-      block_step(kb, afr[1 % kBufs]);
+      block_wait(kb);
+      block_math(kb, afr[1 % kBufs]);
       ++kb;
     }
   }
+  // block kb + u of a round (u a compile-time constant after unrolling) with its parameter set
+  auto step_u = [&](const int u) {
+    if constexpr (Cfg::kG64) {
+      if (u % GPB == 0) take(kb + u, rs[u / GPB], rz[u / GPB]);
+      block_wait(kb + u);
+    } else {
+      block_wait(kb + u);
+      take(kb + u, rs[u], rz[u]);
+    }
+    block_math(kb + u, afr[u % kBufs]);
+  };
   // whole rounds of kQD blocks without conditions, then the rest
   for (; kb + kQD <= kb_end; kb += kQD) {
 #pragma unroll
-    for (int u = 0; u < kQD; ++u) {
-      if (u % GPB == 0) take(kb + u, rs[u / GPB], rz[u / GPB]);
-      block_step(kb + u, afr[u % kBufs]);
-    }
+    for (int u = 0; u < kQD; ++u) step_u(u);
   }
 #pragma unroll
   for (int u = 0; u < kQD - 1; ++u)
-    if (kb + u < kb_end) {
-      if (u % GPB == 0) take(kb + u, rs[u / GPB], rz[u / GPB]);
-      block_step(kb + u, afr[u % kBufs]);
-    }
+    if (kb + u < kb_end) step_u(u);
   wgmma_wait<0>();
   };
 
@@ -867,7 +880,9 @@ WgPlan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int cfg, int spl
     // gemm_notes.md Session 7), while 14336 x 4096 (112 tiles, 85 %) at M = 128 / 256 and the 32- and
     // 64-tile layers (split-K fills one wave) stay data-parallel, where stream-K measured 5-19 %
     // slower; so does M = 384 (two 256-token tiles, the second half empty: stream-K +7 %, unexplained).
-    const bool low_fill = 2 * tiles >= slots && 4 * tiles <= 3 * waves * slots &&
+    // Only up to M = 512, the measured range (above it prefer_fallback, which asks this plan, keeps
+    // the dequantize + cuBLAS path of wide K <= 4096 layers unless the first rule picks stream-K).
+    const bool low_fill = m <= 512 && 2 * tiles >= slots && 4 * tiles <= 3 * waves * slots &&
                           tiles * pl.k_blocks >= kSkAutoUnitsLowFill * slots && int64_t(pl.t_tiles) * s.bt * 7 <= m * 8;
     if ((tiles * pl.k_blocks >= kSkAutoUnits * slots && 10 * tiles < 9 * waves * slots) || low_fill) {
       pl.splits = 1;
