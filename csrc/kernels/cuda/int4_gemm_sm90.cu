@@ -86,7 +86,8 @@
 // split runs 37 % faster, while a second accumulator set (independent wgmma chains) changes nothing.
 // So every instruction per block counts: stage and phase as running counters (no division by
 // STAGES) and the G128 form's parameters once per block pair took a block from ~142 to ~127
-// instructions per warp (4-11 % faster at M = 64, SASS count and H200 timings). At M >= 256 (configuration 6) the SM is ~76 % busy; a deeper prefetch (6 stages),
+// instructions per warp (4-11 % faster at M = 64, SASS count and H200 timings).
+// At M >= 256 (configuration 6) the SM is ~76 % busy; a deeper prefetch (6 stages),
 // 4-warpgroup blocks (a third less x traffic per MAC), 128-token tiles, W words read a block
 // ahead and a pipeline without the block barrier (per-stage "empty" mbarriers) were all slower or
 // equal, so neither L2 bandwidth, load latency nor the barrier is the limit; the batched order
@@ -158,8 +159,8 @@ struct WgCfg {
   static constexpr int kGPB = (GF == 2 && kQD % 2 == 0) ? 2 : 1;
   static constexpr int kQP = kG64 ? 2 : 4;  // (scale, zero) pairs per lane, W subtile and block
   static constexpr int kThreads = WGS * 128;
-  // 64-token tiles of one 64-row subtile per warpgroup (configurations 0, 1) keep two blocks per SM
-  // (<= 128 registers at 256 threads); the others take what they need
+  // 64-token tiles of one 64-row subtile per warpgroup keep two blocks per SM: binds configuration 1
+  // (<= 128 registers at 256 threads; configuration 0's 128 threads may use 255 anyway)
   static constexpr int kMinBlocks = (BT == 64 && MI == 1) ? 2 : 1;
   static constexpr int kRows = WGS * MI * 64;
   static constexpr int kXStage = BT * kBK * 2;   // bytes
@@ -883,7 +884,8 @@ WgPlan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int cfg, int spl
     // Only up to M = 512, the measured range (above it prefer_fallback, which asks this plan, keeps
     // the dequantize + cuBLAS path of wide K <= 4096 layers unless the first rule picks stream-K).
     const bool low_fill = m <= 512 && 2 * tiles >= slots && 4 * tiles <= 3 * waves * slots &&
-                          tiles * pl.k_blocks >= kSkAutoUnitsLowFill * slots && int64_t(pl.t_tiles) * s.bt * 7 <= m * 8;
+                          tiles * pl.k_blocks >= kSkAutoUnitsLowFill * slots &&
+                          int64_t(pl.t_tiles) * s.bt * 7 <= m * 8;
     if ((tiles * pl.k_blocks >= kSkAutoUnits * slots && 10 * tiles < 9 * waves * slots) || low_fill) {
       pl.splits = 1;
       pl.sk_ctas = sk_ctas(pl, sm_count);
