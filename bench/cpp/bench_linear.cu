@@ -18,7 +18,9 @@
 //   --sanitize   small cases without cuBLAS (for compute-sanitizer)
 //   --bench      the six LLM shapes x M, weights rotated over >= 4x L2, CUDA-graph replays timed
 //                with events, medians; int4_linear as the library runs it, the streaming kernel
-//                without PDL, the previous GEMV, cuBLAS fp16/bf16, and copy / read-only kernels
+//                without PDL, the previous GEMV, cuBLAS fp16/bf16, and copy / read-only kernels;
+//                per shape also the read floor (read3_kernel: the fastest plain read of the same
+//                weight, scale and zero bytes, timed the same way) and an empty kernel's time per call
 //   --sweep      also time every streaming configuration (without PDL, the best again with PDL);
 //                --cfgs 44,76,.. restricts it to those ids
 //   --one N K M cfg   two launches of one configuration (fp16, g128) for a profiler (cfg 100: previous)
@@ -555,6 +557,30 @@ __global__ void read_kernel(const uint4* __restrict__ src, size_t n, uint32_t* _
   sink[blockIdx.x * size_t(blockDim.x) + threadIdx.x] = acc;
 }
 
+// Streaming floor of one problem: reads qweight, scales and zeros once (the bytes every W4A16 kernel
+// must read; x and y are < 0.6 % of them at M <= 16), U independent 16-byte loads in flight per
+// thread, folded into a word written only on an impossible value (no store traffic, loads kept).
+// The fastest of a few grid shapes, timed like the kernels, bounds what any kernel can reach on the
+// shape under this method, launch gaps and DRAM ramp included.
+template <int U>
+__global__ void read3_kernel(const uint4* __restrict__ a, size_t na, const uint4* __restrict__ b, size_t nb,
+                             const uint4* __restrict__ c, size_t nc, uint32_t* __restrict__ sink) {
+  const size_t total = na + nb + nc, stride = size_t(gridDim.x) * blockDim.x;
+  uint32_t acc = 0;
+  for (size_t i0 = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i0 < total; i0 += stride * U) {
+    uint4 v[U];
+#pragma unroll
+    for (int j = 0; j < U; ++j) {
+      const size_t i = i0 + j * stride;
+      v[j] = i < na ? __ldg(a + i) : i < na + nb ? __ldg(b + (i - na)) : i < total ? __ldg(c + (i - na - nb)) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int j = 0; j < U; ++j) acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
+  }
+  if (acc == 0x9E3779B9u && threadIdx.x == 1023) sink[0] = acc;
+}
+__global__ void empty_kernel() {}
+
 // Device-to-device copy of 1 GiB, bytes read + written per second: with a plain 16-byte copy kernel
 // (what an SM-driven stream reaches) and with cudaMemcpyAsync, which goes through the copy engines
 // and reads low (2.77 TB/s on an H200 whose cuBLAS fp16 GEMV read 4.3 TB/s in the same run).
@@ -584,7 +610,7 @@ static void copy_bandwidth(cudaStream_t stream, int sm_count, double* kernel_bw,
 
 struct BenchRow {
   int64_t n, k, m;
-  double ours, nopdl, old, cublas, best;
+  double ours, nopdl, old, cublas, best, floor;
   std::string best_cfg;
   double bytes;
 };
@@ -723,6 +749,44 @@ int main(int argc, char** argv) {
       uint16_t* dx = upload(hx);
       uint16_t* dy;
       CK(cudaMalloc(&dy, size_t(max_m * s.n) * 2));
+      // the shape's streaming floor: fastest read3_kernel over the same rotated copies
+      double t_floor = 1e30;
+      std::string floor_cfg;
+      {
+        uint32_t* sink;
+        CK(cudaMalloc(&sink, 16));
+        const size_t nq = size_t(s.n * s.k / 2) / 16, ns = size_t(s.n * (s.k / group) * 2) / 16,
+                     nz = size_t(s.n * (s.k / group)) / 16;
+        const int calls = copies_q * 2;
+        for (int bps : {1, 2, 4}) {
+          for (int u : {2, 4, 8}) {
+            const double t = time_graph(stream, calls, 15, [&](int i) {
+              const DeviceProblem& d = dq[size_t(i % copies_q)];
+              const uint4* q = reinterpret_cast<const uint4*>(d.qweight);
+              const uint4* sc = reinterpret_cast<const uint4*>(d.scales);
+              const uint4* z = reinterpret_cast<const uint4*>(d.zeros);
+              const dim3 grid(unsigned(sm_count * bps));
+              if (u == 2) read3_kernel<2><<<grid, 512, 0, stream>>>(q, nq, sc, ns, z, nz, sink);
+              else if (u == 4) read3_kernel<4><<<grid, 512, 0, stream>>>(q, nq, sc, ns, z, nz, sink);
+              else read3_kernel<8><<<grid, 512, 0, stream>>>(q, nq, sc, ns, z, nz, sink);
+              return cudaGetLastError() == cudaSuccess;
+            });
+            std::printf("   floor N=%ld K=%ld read3 %d blocks/SM x 512, %d loads in flight: %.2f us\n", long(s.n), long(s.k),
+                        bps, u, t);
+            if (t > 0 && t < t_floor) {
+              t_floor = t;
+              floor_cfg = std::to_string(bps) + "x512 u" + std::to_string(u);
+            }
+          }
+        }
+        const double t_empty = time_graph(stream, calls, 15, [&](int) {
+          empty_kernel<<<1, 32, 0, stream>>>();
+          return cudaGetLastError() == cudaSuccess;
+        });
+        std::printf("   floor N=%ld K=%ld: %.2f us (%s, %.0f GB/s); empty kernel %.2f us per call\n", long(s.n), long(s.k),
+                    t_floor, floor_cfg.c_str(), int4_bytes / (t_floor * 1e-6) / 1e9, t_empty);
+        cudaFree(sink);
+      }
 
       for (int64_t m : ms) {
         const int calls = std::max(copies_q, copies_f) * 2;
@@ -772,7 +836,7 @@ int main(int argc, char** argv) {
           }
         }
         const double bytes = int4_bytes + double(m) * s.k * 2 + double(m) * s.n * 2;
-        rows.push_back({s.n, s.k, m, t_ours, t_nopdl, t_old, t_cub, best, best_cfg, bytes});
+        rows.push_back({s.n, s.k, m, t_ours, t_nopdl, t_old, t_cub, best, t_floor, best_cfg, bytes});
         std::printf("N=%-6ld K=%-6ld M=%-5ld ours %8.2f us (no PDL %8.2f, previous %8.2f)  cuBLAS %8.2f us  speedup %5.2fx  %6.0f GB/s  %5.1f%% of copy\n",
                     long(s.n), long(s.k), long(m), t_ours, t_nopdl, t_old, t_cub, t_ours > 0 ? t_cub / t_ours : 0.0,
                     t_ours > 0 ? bytes / (t_ours * 1e-6) / 1e9 : 0.0, t_ours > 0 ? 100.0 * bytes / (t_ours * 1e-6) / copy_bw : 0.0);
@@ -790,27 +854,28 @@ int main(int argc, char** argv) {
     std::snprintf(line, sizeof(line), "\n### %s, group %ld, %s, %s\n\ncopy kernel bandwidth %.0f GB/s (read + write; %% copy BW below), read-only kernel %.0f GB/s\n\n",
                   dt_name(dt), long(group), prop.name, date, copy_bw / 1e9, read_bw / 1e9);
     md += line;
-    md += "| N x K | M | int4_linear us | no PDL us | previous GEMV us | cuBLAS us | speedup | speedup no PDL | GB/s | % copy BW | best sweep (cfg no-PDL/PDL us) |\n";
-    md += "|---|---|---|---|---|---|---|---|---|---|---|\n";
+    md += "| N x K | M | int4_linear us | no PDL us | previous GEMV us | cuBLAS us | speedup | speedup no PDL | GB/s | % copy BW | read floor us | floor / ours | best sweep (cfg no-PDL/PDL us) |\n";
+    md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (const BenchRow& r : rows) {
       if (r.ours < 0) {
         std::snprintf(line, sizeof(line), "| %ld x %ld | %ld | unsupported | %.1f | - | - | - | - |\n", long(r.n),
                       long(r.k), long(r.m), r.cublas);
       } else {
-        std::snprintf(line, sizeof(line), "| %ld x %ld | %ld | %.1f | %.1f | %.1f | %.1f | %.2fx | %.2fx | %.0f | %.1f | %s |\n",
+        std::snprintf(line, sizeof(line), "| %ld x %ld | %ld | %.1f | %.1f | %.1f | %.1f | %.2fx | %.2fx | %.0f | %.1f | %.1f | %.0f %% | %s |\n",
                       long(r.n), long(r.k), long(r.m), r.ours, r.nopdl, r.old, r.cublas, r.cublas / r.ours,
                       r.nopdl > 0 ? r.cublas / r.nopdl : 0.0, r.bytes / (r.ours * 1e-6) / 1e9,
-                      100.0 * r.bytes / (r.ours * 1e-6) / copy_bw, r.best_cfg.c_str());
+                      100.0 * r.bytes / (r.ours * 1e-6) / copy_bw, r.floor, 100.0 * r.floor / r.ours, r.best_cfg.c_str());
       }
       md += line;
     }
-    md += "\n| M | geo-mean speedup over the 6 shapes | without PDL | previous GEMV |\n|---|---|---|---|\n";
+    md += "\n| M | geo-mean speedup over the 6 shapes | without PDL | previous GEMV | read floor (bound on any kernel) |\n|---|---|---|---|---|\n";
     for (int64_t m : ms) {
-      double lg = 0, lg_np = 0, lg_old = 0;
+      double lg = 0, lg_np = 0, lg_old = 0, lg_fl = 0;
       int cnt = 0, cnt_np = 0;
       for (const BenchRow& r : rows)
         if (r.m == m && r.ours > 0) {
           lg += std::log(r.cublas / r.ours);
+          lg_fl += std::log(r.cublas / r.floor);
           ++cnt;
           if (r.nopdl > 0 && r.old > 0) {
             lg_np += std::log(r.cublas / r.nopdl);
@@ -820,10 +885,10 @@ int main(int argc, char** argv) {
         }
       if (cnt == 6) {
         if (cnt_np == 6) {
-          std::snprintf(line, sizeof(line), "| %ld | %.2fx | %.2fx | %.2fx |\n", long(m), std::exp(lg / cnt),
-                        std::exp(lg_np / cnt), std::exp(lg_old / cnt));
+          std::snprintf(line, sizeof(line), "| %ld | %.2fx | %.2fx | %.2fx | %.2fx |\n", long(m), std::exp(lg / cnt),
+                        std::exp(lg_np / cnt), std::exp(lg_old / cnt), std::exp(lg_fl / cnt));
         } else {
-          std::snprintf(line, sizeof(line), "| %ld | %.2fx | - | - |\n", long(m), std::exp(lg / cnt));
+          std::snprintf(line, sizeof(line), "| %ld | %.2fx | - | - | %.2fx |\n", long(m), std::exp(lg / cnt), std::exp(lg_fl / cnt));
         }
         md += line;
       }
