@@ -14,7 +14,8 @@
 //                           is the dispatcher, 0.. a forced wgmma configuration; splits 0 automatic,
 //                           -1 stream-K (configurations 1, 4, 6, 7)
 //   --ms=64,256   --dtypes=fp16   restrict the benchmark's token counts and dtypes
-//   --shapes=4096x4096,28672x8192  --cfgs=1,2  --splits=0,1,-1   restrict the shapes, and --tune's
+//   --shapes=4096x4096,28672x8192  --cfgs=1,2  --splits=0,1,-1   restrict the shapes (an N x K outside
+//                           the six is added: N % 64 == 0, K % 128 == 0), and --tune's
 //                           configurations and split counts (splits default: all, but <= 2 at M >= 1024)
 //
 // Accuracy rule (as the python tests): ||y - ref|| / ||ref|| <= 2 x the same error of cuBLAS at
@@ -28,6 +29,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -472,7 +474,12 @@ std::vector<int64_t> parse_list(const std::string& s) {
 }
 
 void run_bench(bool tune, const cudaDeviceProp& prop) {
-  const int shapes[6][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {14336, 4096}, {4096, 14336}, {28672, 8192}};
+  // the six LLM shapes, then any other N x K named by --shapes
+  std::vector<std::array<int, 2>> shapes = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {14336, 4096}, {4096, 14336}, {28672, 8192}};
+  for (int64_t code : g_shapes) {
+    const std::array<int, 2> sh = {int(code / 100000), int(code % 100000)};
+    if (std::find(shapes.begin(), shapes.end(), sh) == shapes.end()) shapes.push_back(sh);
+  }
   const std::vector<int>& ms = g_ms;
   const size_t rotate_bytes = 4 * size_t(prop.l2CacheSize);
   Timer tm;
