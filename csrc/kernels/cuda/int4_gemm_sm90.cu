@@ -719,9 +719,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) int4_gemm_wgmm
 //   1     64   128 = 2 x 1 x 64          6     step by step    73 KB   M <= 64
 //   2     64   256 = 2 x 2 x 64          6     step by step    97 KB
 //   3    128    64 = 1 x 1 x 64          5     step by step    91 KB
-//   4    128   128 = 2 x 1 x 64          7     batched        141 KB   128 < M <= 512 (by plan_cost)
+//   4    128   128 = 2 x 1 x 64          7     batched        141 KB   128 < M <= 512 where plan_cost prefers it
 //   5    128   256 = 2 x 2 x 64          4     step by step    97 KB   (232-255 registers)
-//   6    256   128 = 2 x 1 x 64          5     batched        181 KB   128 < M <= kSm90MaxM (<= 512: by plan_cost)
+//   6    256   128 = 2 x 1 x 64          5     batched        181 KB   128 < M <= kSm90MaxM (<= 512: where plan_cost prefers it)
 //   7    128   128 = 2 x 1 x 64          9     batched        181 KB   64 < M <= 128
 // Tried and dropped (H200 tuning tables, bench/results/gemm_notes.md): 256 x 128 with 6 stages
 // (prefetch distance 4: ties configuration 6), 64 x 256 with 10 stages, and 4-warpgroup blocks
@@ -849,24 +849,29 @@ int sk_ctas(const WgPlan& pl, int sm_count) {
 }
 int64_t sk_flag_bytes(int ctas) { return (int64_t(ctas) * 4 + 255) / 256 * 256; }
 
-// Time of a plan of configuration 4 (128 x 128 tile) or 6 (256 x 128) on the H200, us, for
-// 128 < M <= 512, where the tile and the split count are chosen by it (make_plan):
+// Time of a plan of configuration 4 (128 x 128 tile) or 6 (256 x 128) on the H200, us, by which
+// make_plan picks the configuration (4 or 6) for 128 < M <= 512 and the split count of either for
+// 128 < M <= kSm90MaxM where stream-K is not chosen:
 //   whole tiles / split-K: waves x (a + b x k-blocks per CTA) + (splits > 1) x (r0 + r1 x MB of fp32 partials)
 //   stream-K:              a + b x k-blocks per CTA + kSkCostUs (slot writes and reads)
-// Least squares on relative error over 174 measured plans per configuration (explicit 1, 2, 4
-// splits; six LLM shapes and seven others at M = 160..512, bench/results/gemm_notes.md Session 8):
-// mean error 3 % (cfg 4) and 6 % (cfg 6). Against the per-tile rules it replaces there, the plans it
-// picks took 0.90x the time on the six shapes at M = 160..512 (the best measured plan: 0.898x) and
-// 0.88x on the others (best 0.87x): 256-token tiles at M = 320 leave a second tile three quarters
-// empty (14336 x 4096: 148 -> 83 us), and split counts with 16 k-blocks per split cost more than
-// the waves they save (6144 x 4096 at M = 320: 4 splits 65 us, 1 split 43 us).
+// Least squares on relative error over 234 measured plans per configuration (explicit 1, 2 (, 4)
+// splits; six LLM shapes at M = 160..1000 and seven others at M = 192..384, bench/results/gemm_notes.md
+// Session 8): mean error 4 % (cfg 4) and 6 % (cfg 6). Against the rules it replaces there, the plans
+// it picks took 0.90x the time on the measured cases (the best measured plan of each: 0.895x):
+// 256-token tiles at M = 320 leave a second tile three quarters empty (14336 x 4096: 148 -> 83 us),
+// and split counts with 16 k-blocks per split cost more than the waves they save (6144 x 4096 at
+// M = 320: 4 splits 65 us, 1 split 43 us; 4096 x 4096 at M = 640: 65 and 43 us).
+// Not modeled: a last token tile that is mostly empty runs slower than a full one (14336 x 4096,
+// stream-K over 3 x 112 tiles: 183 us at M = 576, 138 us at M = 768), so above M = 512 the
+// configuration stays 6.
 struct PlanCost {
   double a, b, r0, r1;
 };
-constexpr PlanCost kCost4 = {2.49, 0.4205, 1.42, 0.4947};
-constexpr PlanCost kCost6 = {3.59, 0.6523, 0.70, 0.6088};
+constexpr PlanCost kCost4 = {2.02, 0.4315, 1.22, 0.5464};
+constexpr PlanCost kCost6 = {3.22, 0.6687, 0.36, 0.6276};
 constexpr double kSkCostUs = 8.0;
-bool modeled_plan(int64_t m, int cfg) { return (cfg == 4 || cfg == 6) && m > 128 && m <= 512; }
+bool modeled_cfg(int64_t m) { return m > 128 && m <= 512; }
+bool modeled_splits(int64_t m, int cfg) { return (cfg == 4 || cfg == 6) && m > 128 && m <= kSm90MaxM; }
 double plan_cost(const WgPlan& pl, int64_t m, int64_t n, int64_t slots) {
   const PlanCost& c = pl.cfg == 4 ? kCost4 : kCost6;
   const int64_t tiles = int64_t(pl.t_tiles) * pl.n_tiles;
@@ -882,10 +887,10 @@ double plan_cost(const WgPlan& pl, int64_t m, int64_t n, int64_t slots) {
 
 // Split-K fills the SMs' resident slots (sm_count x blocks per SM) with at least 16 k-blocks
 // (1024 k) per split: at 8 the pipeline's fill and the partials cost more than the extra blocks
-// gain (H200 tuning table: 4096 x 4096 at M = 64 is fastest with 4 splits, not 8). For 128 < M <= 512
-// the configuration (4 or 6) and the split count come from plan_cost instead.
+// gain (H200 tuning table: 4096 x 4096 at M = 64 is fastest with 4 splits, not 8). Above M = 128 the
+// split count (and up to M = 512 the configuration, 4 or 6) come from plan_cost instead.
 WgPlan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int cfg, int splits) {
-  if (cfg < 0 && splits == 0 && sm_count > 0 && modeled_plan(m, 6)) {
+  if (cfg < 0 && splits == 0 && sm_count > 0 && modeled_cfg(m)) {
     const WgPlan p4 = make_plan(m, n, k, sm_count, 4, 0), p6 = make_plan(m, n, k, sm_count, 6, 0);
     const double t4 = plan_cost(p4, m, n, int64_t(sm_count) * resident_blocks(4));
     const double t6 = plan_cost(p6, m, n, int64_t(sm_count) * resident_blocks(6));
@@ -931,7 +936,7 @@ WgPlan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int cfg, int spl
       return pl;
     }
   }
-  if (splits == 0 && sm_count > 0 && modeled_plan(m, pl.cfg)) {
+  if (splits == 0 && sm_count > 0 && modeled_splits(m, pl.cfg)) {
     // the split count with the lowest modeled time, each split >= 16 k-blocks
     const int64_t slots = int64_t(sm_count) * resident_blocks(pl.cfg);
     const int cap = std::max(1, std::min(kMaxSplits, pl.k_blocks / 16));

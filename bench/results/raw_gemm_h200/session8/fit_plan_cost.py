@@ -7,7 +7,9 @@ Model per configuration c (4: 128 x 128 tile, 6: 256 x 128), for a plan with s s
     t = waves * (a + b * k_blocks / s) + (s > 1) * (r0 + r1 * s * M * N * 4 / 1e6)
     waves = ceil(tiles * s / 132), tiles = ceil(M / BT) * ceil(N / rows), k_blocks = K / 64
 stream-K plans: t = a + b * ceil(tiles * k_blocks / 132) + 8.
-Fitted by least squares on relative error over the explicit split counts (1, 2, 4).
+Fitted by least squares on relative error over the explicit split counts (1, 2, 4). The check follows
+make_plan: configuration 4 or 6 by the model up to M = 512, configuration 6 above; stream-K where the
+previous rules choose it, else the split count with the lowest modeled time (>= 16 k-blocks each).
 """
 import re
 import sys
@@ -99,7 +101,7 @@ def main(paths):
     count = 0
     for n, k, m in sorted({r[:3] for r in rows}):
         plans = []
-        for c in (4, 6):
+        for c in ((4, 6) if m <= 512 else (6,)):  # make_plan: the configuration is modeled up to M = 512
             s0 = old_plan(n, k, m, c)
             if s0 != -1:
                 s0 = min(range(1, max(1, min(16, (k // 64) // 16)) + 1), key=lambda s: cost(coefs[c], n, k, m, c, s))
