@@ -61,8 +61,12 @@
 //   (one set per block in flight; in the G128 form one per aligned pair of blocks, fetched and
 //   expanded once for both); a 64-k block spans at most two groups (group_size % 32 == 0),
 //   so each lane keeps two pairs for each of its rows g and g + 8 and picks one per k16 step.
-//   Rows of x past M and rows of W past N (N % 64 == 0 but not a multiple of the block's rows)
-//   arrive as zeros (their scales are read from row N - 1); neither is stored.
+//   No rows of x past M are loaded: the TMA's zero fill of such rows made a tile 1.1-1.7x slower
+//   (H200, gemm_notes.md Session 8). With M > BT the last token tile is computed as the BT tokens
+//   ending at M and stores only its own; with M < BT the one tile's copy is a box of its M rows
+//   (x_tail) and the stage rows below keep stale data, which feeds only outputs of tokens past M.
+//   Rows of W past N (N % 64 == 0 but not a multiple of the block's rows) arrive as zeros (their
+//   scales are read from row N - 1). Outputs past M or N are not stored.
 //   Split-K as in int4_gemm.cu: grid.y = splits, fp32 partials [splits, M, N], a reduce kernel.
 //   Stream-K (configurations 1, 4, 6, 7 with SK, chosen by make_plan where whole tiles leave much of
 //   the last wave idle): one CTA per resident slot, CTA c walks units [U c / P, (c + 1) U / P) of the
@@ -136,6 +140,8 @@ struct Sm90Args {
   // stream-K (configurations with SK): gridDim.x CTAs share the tiles x k-blocks evenly (below)
   unsigned* sk_flags;   // [gridDim.x], zero at launch: CTA c's partial tile is in sk_slots
   float* sk_slots;      // [gridDim.x][kRows * BT]: one partial tile per CTA
+  int tail_rows;        // M < BT: the one token tile's x comes through x_tail, a box of its M rows; else 0
+  int shift_last;       // M > BT, M % BT != 0: the last token tile is computed as the BT tokens ending at M
 };
 
 // BT: tokens per block (wgmma n); WGS: warpgroups; MI: 64-row W subtiles per warpgroup (each a
@@ -314,6 +320,7 @@ AWQ_WGMMA_DEF(256, "bf16", __nv_bfloat16)
 
 template <typename Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) int4_gemm_wgmma_kernel(const __grid_constant__ CUtensorMap x_map,
+                                                                        const __grid_constant__ CUtensorMap x_tail,
                                                                         const __grid_constant__ CUtensorMap w_map,
                                                                         const Sm90Args a) {
 #ifdef AWQ_SM90_DEVICE
@@ -329,14 +336,20 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) int4_gemm_wgmm
   const uint32_t bars = sw + STAGES * Cfg::kWStage;   // STAGES mbarriers: stage landed
 
   // ---- which tile: kGroupT consecutive token tiles share a sweep over the W tiles ----
+  // m0: the first token row a tile loads and computes, its first token except for a last token tile
+  // that runs past M (M > BT): that one covers the BT tokens ending at M, so its x copy has no rows
+  // past M to zero-fill, and stores only its own tokens, from first_token(m0) on.
   auto tile_origin = [&](int bid, int& m0, int& n0) {
     const int per_group = kGroupT * a.n_tiles;
     const int first_t = (bid / per_group) * kGroupT;
     const int group_tiles = min(a.t_tiles - first_t, kGroupT);
     const int in_group = bid % per_group;
     m0 = (first_t + in_group % group_tiles) * BT;
+    if (a.shift_last && m0 + BT > a.m) m0 = a.m - BT;
     n0 = (in_group / group_tiles) * kRows;
   };
+  // (with shift_last, M % BT != 0, so m0 + BT == M only for the shifted tile)
+  auto first_token = [&](int m0) { return a.shift_last && m0 + BT == a.m ? (a.t_tiles - 1) * BT : m0; };
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wg = warp >> 2, wq = warp & 3;
@@ -355,11 +368,15 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) int4_gemm_wgmm
   // that stage's mbarrier phase of the same count, kept as running counters (no division per block).
   float acc[MI][BT / 2];
   auto run_range = [&](const int m0, const int n0, const int kb_begin, const int kb_end, const int it_base) {
+  // M < BT: the one token tile loads only its a.tail_rows = M rows (x_tail's box); the rows below keep
+  // whatever the stage held, which feeds only the token columns past M, never stored. (Larger M shift
+  // their last tile instead: tile_origin.) Zero-filled rows past M were measured 1.1-1.7x slower.
+  const bool tail = a.tail_rows != 0;
   auto load_stage = [&](int kb, int stage) {
     if (tid == 0) {
       const uint32_t bar = bars + 8 * stage;
-      mbar_expect_tx(bar, Cfg::kXStage + Cfg::kWStage);
-      tma_load_2d(sx + stage * Cfg::kXStage, &x_map, kb * kBK, m0, bar);
+      mbar_expect_tx(bar, (tail ? a.tail_rows * kBK * 2 : Cfg::kXStage) + Cfg::kWStage);
+      tma_load_2d(sx + stage * Cfg::kXStage, tail ? &x_tail : &x_map, kb * kBK, m0, bar);
       tma_load_2d(sw + stage * Cfg::kWStage, &w_map, kb * (kBK / 8), n0, bar);
     }
   };
@@ -548,6 +565,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) int4_gemm_wgmm
   // ---- epilogue: lanes g, g ^ 1 swap so each writes two adjacent features of one token ----
   // part == nullptr: y (+ bias), else the fp32 partial plane part [M, N]
   auto store_tile = [&](const int m0, const int n0, float* part) {
+  const int m_lo = first_token(m0);
   const bool odd = (g & 1) != 0;
   T* y = static_cast<T*>(a.y);
 #pragma unroll
@@ -566,7 +584,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) int4_gemm_wgmm
         const float v0 = acc[mi][4 * j + 2 * h], v1 = acc[mi][4 * j + 2 * h + 1];
         const float recv = __shfl_xor_sync(0xffffffffu, odd ? v0 : v1, 4);
         const int tok = m0 + 8 * j + 2 * t + (odd ? 1 : 0);
-        if (tok < a.m && n < a.n) {
+        if (tok >= m_lo && tok < a.m && n < a.n) {
           const float lo = odd ? recv : v0, hi = odd ? v1 : recv;
           if (part == nullptr)
             *reinterpret_cast<uint32_t*>(y + int64_t(tok) * a.n + n) = pack2<T>(lo + b0, hi + b1);
@@ -606,13 +624,14 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) int4_gemm_wgmm
       }
     }
     __syncthreads();
+    const int m_lo = first_token(m0);
     constexpr int kChunks = kRows / 8;  // 16-byte chunks per token row
     T* y = static_cast<T*>(a.y);
 #pragma unroll 4
     for (int idx = tid; idx < BT * kChunks; idx += Cfg::kThreads) {
       const int tok = idx / kChunks, ch = idx % kChunks;
       const int gt = m0 + tok, gn = n0 + 8 * ch;
-      if (gt < a.m && gn < a.n)
+      if (gt >= m_lo && gt < a.m && gn < a.n)
         *reinterpret_cast<uint4*>(y + int64_t(gt) * a.n + gn) = lds128(smem0 + uint32_t(tok) * kPitch + uint32_t(ch) * 16);
     }
     // the stage memory is refilled by bulk copies (async proxy) in a following range
@@ -1031,10 +1050,13 @@ EncodeTiledFn encode_tiled() {
 }
 
 // x [M, K] (row stride x_stride) as a 2-D tensor {K, M}: box {64, bt}, 128-byte swizzle (the wgmma
-// B layout), zeros past M. qweight [N, K/8] int32 as {K/8, N}: box {8, rows} (32 bytes a row),
+// B layout); x_tail the same with a box of M rows for M < bt (the zero fill of a box's rows past M
+// made such tiles 1.1-1.7x slower on the H200: 14336 x 4096 at M = 320, 256-token tiles, one split
+// 124 -> 86 us with no row past M; gemm_notes.md Session 8).
+// qweight [N, K/8] int32 as {K/8, N}: box {8, rows} (32 bytes a row),
 // zeros past N. Both promote L2 fills to 256 bytes: a W row is read 32 bytes per stage, and
 // 256-byte fills turn those into whole DRAM bursts.
-bool make_maps(CUtensorMap* x_map, CUtensorMap* w_map, const Int4LinearParams& p, int bt, int rows) {
+bool make_maps(CUtensorMap* x_map, CUtensorMap* x_tail, CUtensorMap* w_map, const Int4LinearParams& p, int bt, int rows) {
   const EncodeTiledFn encode = encode_tiled();
   if (encode == nullptr) return false;
   const cuuint32_t elem_strides[2] = {1, 1};
@@ -1044,6 +1066,12 @@ bool make_maps(CUtensorMap* x_map, CUtensorMap* w_map, const Int4LinearParams& p
   const CUtensorMapDataType dt =
       p.dtype == DType::kF16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
   if (encode(x_map, dt, 2, const_cast<void*>(p.x), x_dims, x_strides, x_box, elem_strides,
+             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+    return false;
+  // M < bt: the one token tile's M rows (none past M to zero-fill)
+  const cuuint32_t tail_box[2] = {cuuint32_t(kBK), cuuint32_t(p.m < bt ? p.m : bt)};
+  if (encode(x_tail, dt, 2, const_cast<void*>(p.x), x_dims, x_strides, tail_box, elem_strides,
              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
     return false;
@@ -1071,8 +1099,8 @@ template <typename Cfg>
 Status launch(const Int4LinearParams& p, const WgPlan& pl, cudaStream_t stream) {
   using T = typename Cfg::Elem;
   if (!has_sm90a_body<Cfg>()) return Status::kUnsupported;
-  CUtensorMap x_map, w_map;
-  if (!make_maps(&x_map, &w_map, p, Cfg::kBT, Cfg::kRows)) return Status::kUnsupported;
+  CUtensorMap x_map, x_tail, w_map;
+  if (!make_maps(&x_map, &x_tail, &w_map, p, Cfg::kBT, Cfg::kRows)) return Status::kUnsupported;
   auto kernel = int4_gemm_wgmma_kernel<Cfg>;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes) != cudaSuccess)
     return Status::kLaunchError;
@@ -1098,6 +1126,8 @@ Status launch(const Int4LinearParams& p, const WgPlan& pl, cudaStream_t stream) 
   a.splits = pl.splits;
   a.sk_flags = nullptr;
   a.sk_slots = nullptr;
+  a.tail_rows = p.m < Cfg::kBT ? int(p.m) : 0;
+  a.shift_last = p.m > Cfg::kBT && p.m % Cfg::kBT != 0 ? 1 : 0;
   if constexpr (Cfg::kSK) {
     a.sk_flags = static_cast<unsigned*>(p.workspace);
     a.sk_slots = reinterpret_cast<float*>(static_cast<char*>(p.workspace) + sk_flag_bytes(pl.sk_ctas));
@@ -1105,7 +1135,7 @@ Status launch(const Int4LinearParams& p, const WgPlan& pl, cudaStream_t stream) 
   }
   const dim3 grid = Cfg::kSK ? dim3(unsigned(pl.sk_ctas), 1u)
                              : dim3(unsigned(int64_t(pl.t_tiles) * pl.n_tiles), unsigned(pl.splits));
-  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(x_map, w_map, a);
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(x_map, x_tail, w_map, a);
   if (cudaGetLastError() != cudaSuccess) return Status::kLaunchError;
   if (pl.splits > 1) {
     const Status rs = launch_splitk_reduce<T>(a.partials, pl.splits, p.m, p.n, p.bias, p.y, stream);
