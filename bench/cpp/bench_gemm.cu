@@ -549,7 +549,7 @@ void run_bench(bool tune, const cudaDeviceProp& prop) {
         CK(cudaMalloc(&y2, size_t(m) * n * 2));
         fill_random(x, size_t(m) * k, 1000 + m, dt, -1.f, 1.f);
         // forced split counts (tuning) need up to 16 partial planes; otherwise what the op asks for
-        const int64_t ws_bytes = std::max({m <= 1024 ? int64_t(8) * m * n * 4 : int64_t(0), kMinWorkspaceBytes,
+        const int64_t ws_bytes = std::max({m <= 1024 ? int64_t(16) * m * n * 4 : int64_t(0), kMinWorkspaceBytes,
                                            awq::cuda::detail::int4_gemm_workspace_bytes(m, n, k, g, g_sm_count)});
         float* wsp = nullptr;
         CK(cudaMalloc(&wsp, ws_bytes + 16));

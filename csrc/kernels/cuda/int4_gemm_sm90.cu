@@ -229,7 +229,8 @@ __device__ __forceinline__ uint32_t dequant_pair(uint32_t w_shifted, uint32_t ma
 
 // mbarrier (mbarrier.cuh) + bulk tensor copy (TMA): x tiles arrive through the async proxy, the proxy
 // wgmma reads them with, so no proxy fence is needed between the copy and the wgmma.
-// One box of a 2-D tensor map at (inner c0, outer c1); elements past the tensor arrive as zeros.
+// One box of a 2-D tensor map at (inner c0, outer c1); elements past the tensor arrive as zeros (x's
+// copies never reach past M: see the tile notes at the top).
 __device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* map, int c0, int c1, uint32_t bar) {
   asm volatile(
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
@@ -349,7 +350,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) int4_gemm_wgmm
     n0 = (in_group / group_tiles) * kRows;
   };
   // (with shift_last, M % BT != 0, so m0 + BT == M only for the shifted tile)
-  auto first_token = [&](int m0) { return a.shift_last && m0 + BT == a.m ? (a.t_tiles - 1) * BT : m0; };
+  auto first_token = [&](int m0) { return a.shift_last && m0 + BT == a.m ? (a.m / BT) * BT : m0; };
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wg = warp >> 2, wq = warp & 3;
@@ -1069,12 +1070,15 @@ bool make_maps(CUtensorMap* x_map, CUtensorMap* x_tail, CUtensorMap* w_map, cons
              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
     return false;
-  // M < bt: the one token tile's M rows (none past M to zero-fill)
-  const cuuint32_t tail_box[2] = {cuuint32_t(kBK), cuuint32_t(p.m < bt ? p.m : bt)};
-  if (encode(x_tail, dt, 2, const_cast<void*>(p.x), x_dims, x_strides, tail_box, elem_strides,
-             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+  // M < bt: the one token tile's M rows (none past M to zero-fill); otherwise unused
+  const cuuint32_t tail_box[2] = {cuuint32_t(kBK), cuuint32_t(p.m)};
+  if (p.m >= bt) {
+    *x_tail = *x_map;
+  } else if (encode(x_tail, dt, 2, const_cast<void*>(p.x), x_dims, x_strides, tail_box, elem_strides,
+                    CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS) {
     return false;
+  }
   const cuuint64_t w_dims[2] = {cuuint64_t(p.k / 8), cuuint64_t(p.n)};
   const cuuint64_t w_strides[1] = {cuuint64_t(p.k / 8) * 4};
   const cuuint32_t w_box[2] = {cuuint32_t(kBK / 8), cuuint32_t(rows)};
