@@ -546,22 +546,12 @@ __global__ void copy_kernel(const uint4* __restrict__ src, uint4* __restrict__ d
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) dst[i] = src[i];
 }
 
-// Read-only stream: every thread folds its 16-byte loads into one word (written once, so the loads
-// cannot be dropped): the ceiling for a kernel that only reads, like the GEMV.
-__global__ void read_kernel(const uint4* __restrict__ src, size_t n, uint32_t* __restrict__ sink) {
-  uint32_t acc = 0;
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
-    const uint4 v = src[i];
-    acc ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  sink[blockIdx.x * size_t(blockDim.x) + threadIdx.x] = acc;
-}
-
-// Streaming floor of one problem: reads qweight, scales and zeros once (the bytes every W4A16 kernel
-// must read; x and y are < 0.6 % of them at M <= 16), U independent 16-byte loads in flight per
-// thread, folded into a word written only on an impossible value (no store traffic, loads kept).
-// The fastest of a few grid shapes, timed like the kernels, bounds what any kernel can reach on the
-// shape under this method, launch gaps and DRAM ramp included.
+// Read-only stream of up to three buffers a, b, c (na, nb, nc 16-byte units), U independent loads in
+// flight per thread, folded into one word that is stored only if it equals a constant (so the loads
+// stay, with no store traffic). Used for the 1 GiB read ceiling and for each problem's read floor:
+// qweight, scales and zeros read once (the bytes every W4A16 kernel must read; x and y are < 0.6 % of
+// them at M <= 16), the fastest of a few grid shapes, timed like the kernels, launch gaps and DRAM
+// ramp included: a practical floor for a kernel that only reads them.
 template <int U>
 __global__ void read3_kernel(const uint4* __restrict__ a, size_t na, const uint4* __restrict__ b, size_t nb,
                              const uint4* __restrict__ c, size_t nc, uint32_t* __restrict__ sink) {
@@ -577,7 +567,7 @@ __global__ void read3_kernel(const uint4* __restrict__ a, size_t na, const uint4
 #pragma unroll
     for (int j = 0; j < U; ++j) acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
   }
-  if (acc == 0x9E3779B9u && threadIdx.x == 1023) sink[0] = acc;
+  if (acc == 0x9E3779B9u) sink[0] = acc;
 }
 __global__ void empty_kernel() {}
 
@@ -597,8 +587,8 @@ static void copy_bandwidth(cudaStream_t stream, int sm_count, double* kernel_bw,
   const double us_m = time_graph(stream, 4, 10, [&](int) { return cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, stream) == cudaSuccess; });
   const double us_r = time_graph(stream, 4, 10, [&](int i) {
     // alternate the two buffers so no read hits L2 from the previous call
-    read_kernel<<<sm_count * 8, 512, 0, stream>>>(static_cast<const uint4*>(i % 2 ? a : b), bytes / 16,
-                                                   static_cast<uint32_t*>(i % 2 ? b : a));
+    read3_kernel<1><<<sm_count * 8, 512, 0, stream>>>(static_cast<const uint4*>(i % 2 ? a : b), bytes / 16, nullptr, 0,
+                                                       nullptr, 0, static_cast<uint32_t*>(i % 2 ? b : a));
     return cudaGetLastError() == cudaSuccess;
   });
   *read_bw = double(bytes) / (us_r * 1e-6);
