@@ -892,8 +892,9 @@ constexpr PlanCost kCost6 = {3.22, 0.6687, 0.36, 0.6276};
 constexpr double kSkCostUs = 8.0;
 bool modeled_cfg(int64_t m) { return m > 128 && m <= 512; }
 bool modeled_splits(int64_t m, int cfg) { return (cfg == 4 || cfg == 6) && m > 128 && m <= kSm90MaxM; }
-double plan_cost(const WgPlan& pl, int64_t m, int64_t n, int64_t slots) {
+double plan_cost(const WgPlan& pl, int64_t m, int64_t n, int sm_count) {
   const PlanCost& c = pl.cfg == 4 ? kCost4 : kCost6;
+  const int64_t slots = int64_t(sm_count) * resident_blocks(pl.cfg);
   const int64_t tiles = int64_t(pl.t_tiles) * pl.n_tiles;
   if (pl.sk_ctas > 0) {
     const int64_t per_cta = (tiles * pl.k_blocks + pl.sk_ctas - 1) / pl.sk_ctas;
@@ -912,9 +913,7 @@ double plan_cost(const WgPlan& pl, int64_t m, int64_t n, int64_t slots) {
 WgPlan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int cfg, int splits) {
   if (cfg < 0 && splits == 0 && sm_count > 0 && modeled_cfg(m)) {
     const WgPlan p4 = make_plan(m, n, k, sm_count, 4, 0), p6 = make_plan(m, n, k, sm_count, 6, 0);
-    const double t4 = plan_cost(p4, m, n, int64_t(sm_count) * resident_blocks(4));
-    const double t6 = plan_cost(p6, m, n, int64_t(sm_count) * resident_blocks(6));
-    return t4 < t6 ? p4 : p6;
+    return plan_cost(p4, m, n, sm_count) < plan_cost(p6, m, n, sm_count) ? p4 : p6;
   }
   WgPlan pl;
   pl.cfg = cfg >= 0 ? cfg : default_cfg(m);
@@ -958,13 +957,12 @@ WgPlan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int cfg, int spl
   }
   if (splits == 0 && sm_count > 0 && modeled_splits(m, pl.cfg)) {
     // the split count with the lowest modeled time, each split >= 16 k-blocks
-    const int64_t slots = int64_t(sm_count) * resident_blocks(pl.cfg);
     const int cap = std::max(1, std::min(kMaxSplits, pl.k_blocks / 16));
     int best = 1;
     double best_t = 0.0;
     for (int s2 = 1; s2 <= cap; ++s2) {
       pl.splits = s2;
-      const double t = plan_cost(pl, m, n, slots);
+      const double t = plan_cost(pl, m, n, sm_count);
       if (s2 == 1 || t < best_t) {
         best = s2;
         best_t = t;
