@@ -88,6 +88,21 @@ def test_act_stats_strided_view():
     assert torch.equal(abs_max.cpu(), m) and count.item() == t
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_act_stats_unaligned_outputs(dtype):
+    # abs_sum / abs_max one element into their buffers (not 16-byte aligned): scalar atomics
+    ops, ref = _ops(), _ref()
+    x = (torch.randn(300, 4096) * 3).to(dtype)
+    sums = torch.zeros(4097, device="cuda")
+    maxes = torch.zeros(4097, device="cuda")
+    count = torch.zeros(1, dtype=torch.long, device="cuda")
+    ops.act_stats_(x.cuda(), sums[1:], maxes[1:], count)
+    s, m, t = ref.act_stats(x)
+    torch.testing.assert_close(sums[1:].cpu(), s, rtol=1e-5, atol=1e-6)
+    assert torch.equal(maxes[1:].cpu(), m) and count.item() == t
+    assert sums[0].item() == 0.0 and maxes[0].item() == 0.0
+
+
 # ------------------------------------------------------------------------------------------------
 # pseudo-quantization, INT4 quantize / dequantize
 # ------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 //     bench/cpp/bench_quant.cu -lcublas -o bench_quant
 //   ./bench_quant --check         correctness only (small, awkward shapes; run it under compute-sanitizer)
 //   ./bench_quant --check=act,clip  a subset (act, pseudo, int4, dequant, repack, clip)
+//   ./bench_quant --only=act --bench=act  checks of a subset, then timings
 //   ./bench_quant                 correctness, then timings
 //
 // Correctness: every op against a host reference written here from quant_math.h / layout.h (the
@@ -339,12 +340,13 @@ std::string fmt(const char* f, ...) {
 }
 
 // ---- correctness ---------------------------------------------------------------------------
-void check_act_stats(DType dt, int64_t T, int64_t k, int64_t stride, size_t misalign) {
+// stats_misalign: byte offset of abs_sum / abs_max (4: not 16-byte aligned, the scalar-atomic path)
+void check_act_stats(DType dt, int64_t T, int64_t k, int64_t stride, size_t misalign, size_t stats_misalign = 0) {
   HostT x = random_acts(dt, T, stride);
   std::vector<float> s0 = random_pos(size_t(k), 0.0f, 3.0f), m0 = random_pos(size_t(k), 0.0f, 2.5f);
   const void* dx = upload(x.b.data(), x.b.size(), misalign);
-  float* ds = static_cast<float*>(upload(s0.data(), s0.size() * 4));
-  float* dm = static_cast<float*>(upload(m0.data(), m0.size() * 4));
+  float* ds = static_cast<float*>(upload(s0.data(), s0.size() * 4, stats_misalign));
+  float* dm = static_cast<float*>(upload(m0.data(), m0.size() * 4, stats_misalign));
   awq::ActStatsParams p;
   p.x = dx;
   p.dtype = dt;
@@ -373,8 +375,8 @@ void check_act_stats(DType dt, int64_t T, int64_t k, int64_t stride, size_t misa
     if (hm[size_t(c)] != std::max(m0[size_t(c)], m)) max_ok = false;
   }
   report(worst < 1e-5 && max_ok && std::isfinite(worst),
-         fmt("act_stats %s T=%lld K=%lld stride=%lld misalign=%zu: sum rel err %.2e, max %s", dt_name(dt), (long long)T,
-             (long long)k, (long long)stride, misalign, worst, max_ok ? "exact" : "WRONG"));
+         fmt("act_stats %s T=%lld K=%lld stride=%lld misalign=%zu/%zu: sum rel err %.2e, max %s", dt_name(dt),
+             (long long)T, (long long)k, (long long)stride, misalign, stats_misalign, worst, max_ok ? "exact" : "WRONG"));
 }
 
 // extreme_scale != 0: in_scale column k / 2 takes that value (outside the range of the reused-divisor
@@ -598,6 +600,7 @@ void run_checks(const std::string& only) {
     check_act_stats(dt, 1, 4096, 4096, 0);    // one token
     check_act_stats(dt, 2999, 4160, 4168, 0); // many token slices, a partial strip, strided rows
     check_act_stats(dt, 8192, 4096, 4096, 0); // the benchmark shape (16 strips x 8 token slices)
+    check_act_stats(dt, 300, 4160, 4160, 0, 4);  // abs_sum / abs_max not 16-byte aligned: scalar atomics
   }
   for (DType dt : dts) {
     if (!on("pseudo")) break;
@@ -1227,6 +1230,7 @@ int main(int argc, char** argv) {
       check_only = true;
       only = a.substr(8);
     }
+    if (a.rfind("--only=", 0) == 0) only = a.substr(7);  // checks of a subset, then the benchmark
     if (a == "--profile") profile = true;             // one launch per kernel, for ncu
     if (a == "--no-checks") skip_checks = true;       // timings only
     if (a.rfind("--bench=", 0) == 0) {                // subset of act, group, clip

@@ -37,7 +37,8 @@ nv=0
 for v in $VARIANTS; do
   nv=$((nv + 1))
   $NV ${v//,/ } -c csrc/kernels/cuda/act_stats.cu -o $B/act_v$nv.o &
-  $NV ${v//,/ } -c csrc/kernels/cuda/quantize.cu -o $B/quant_v$nv.o &
+  # ACT_ONLY=1: the variants change act_stats.cu only (their quantize.cu is the main build's)
+  (( ${ACT_ONLY:-0} )) || $NV ${v//,/ } -c csrc/kernels/cuda/quantize.cu -o $B/quant_v$nv.o &
 done
 if [[ -d .qt_base ]]; then
   $NV -c .qt_base/act_stats.cu -o $B/act_base.o &
@@ -45,7 +46,10 @@ if [[ -d .qt_base ]]; then
 fi
 wait
 $NV $B/bench.o $B/act.o $B/quant.o $B/clip.o -lcublas -o $B/bq || { echo "build failed"; exit 1; }
-for i in $(seq 1 $nv); do $NV $B/bench.o $B/act_v$i.o $B/quant_v$i.o $B/clip.o -lcublas -o $B/bq_v$i; done
+for i in $(seq 1 $nv); do
+  qo=$B/quant_v$i.o; (( ${ACT_ONLY:-0} )) && qo=$B/quant.o
+  $NV $B/bench.o $B/act_v$i.o $qo $B/clip.o -lcublas -o $B/bq_v$i
+done
 # (-Icsrc/kernels/cuda in NV: the copies in .qt_base/ include quant_device.cuh from there)
 if [[ -d .qt_base ]]; then
   $NV $B/bench.o $B/act_base.o $B/quant_base.o $B/clip.o -lcublas -o $B/bq_base || echo "baseline build failed"
@@ -55,7 +59,8 @@ step 100 $B/bq --bench=${BENCH:-act,group,clip} > "$OUT/bench_main.txt" 2>&1
 grep -E "FAIL|checks in all|== .* checks" "$OUT/bench_main.txt"
 {
   # SANITIZE_VARIANTS=0: the sanitizers run on the main build only
-  for bin in $B/bq $( (( ${SANITIZE_VARIANTS:-1} )) && echo $B/bq_v* ); do
+  # SANITIZE=0: no sanitizer runs at all
+  (( ${SANITIZE:-1} )) && for bin in $B/bq $( (( ${SANITIZE_VARIANTS:-1} )) && echo $B/bq_v* ); do
     [[ -x $bin ]] || continue
     step 45 compute-sanitizer --tool memcheck --error-exitcode 9 $bin --check=act,pseudo,int4,dequant
     step 25 compute-sanitizer --tool racecheck --error-exitcode 9 $bin --check=act,pseudo
@@ -65,14 +70,14 @@ grep -E "ERROR SUMMARY|RACECHECK SUMMARY|rc=|skip|sanitizer" "$OUT/logs.txt"
 set -- $VARIANTS
 for i in $(seq 1 $nv); do
   echo "variant $i: ${!i}" > "$OUT/bench_v$i.txt"
-  step 60 $B/bq_v$i --bench=act,group >> "$OUT/bench_v$i.txt" 2>&1
+  step 60 $B/bq_v$i ${VONLY:+--only=$VONLY} --bench=${VBENCH:-act,group} >> "$OUT/bench_v$i.txt" 2>&1
   grep -E "FAIL|checks in all" "$OUT/bench_v$i.txt"
 done
-[[ -x $B/bq_base ]] && step 20 $B/bq_base --no-checks --bench=act,group > "$OUT/bench_base.txt" 2>&1
+[[ -x $B/bq_base ]] && step 20 $B/bq_base --no-checks --bench=${VBENCH:-act,group} > "$OUT/bench_base.txt" 2>&1
 # MAIN_AGAIN=1: the main build timed once more, last (the binary timed first in a call reads 2-3
 # points low, quant_notes.md)
 (( ${MAIN_AGAIN:-0} )) && step 40 $B/bq --no-checks --bench=${BENCH:-act,group} > "$OUT/bench_main_again.txt" 2>&1
-step 25 ncu --kernel-name regex:"act_stats|group_fast|group_bulk|dequant_fast" --section SpeedOfLight --section Occupancy \
+(( ${NCU:-1} )) && step 25 ncu --kernel-name regex:"act_stats|group_fast|group_bulk|dequant_fast" --section SpeedOfLight --section Occupancy \
   --section LaunchStats --section WarpStateStats --section ComputeWorkloadAnalysis $B/bq --profile > "$OUT/ncu.txt" 2>&1
 grep -E "^  [a-z].*kernel|DRAM Throughput|Memory Throughput|Duration|Issue Slots Busy|Achieved Occupancy|Registers Per" "$OUT/ncu.txt" | head -80
 {

@@ -9,11 +9,16 @@
 //   warp 1     rows t0 + 1,  t0 + W + 1,  ...
 //   ...                                          each lane: fp32 sum and max of its V columns in
 //   warp W-1                                     registers over every row it reads
-//   -> shared memory [warp][e][lane]: sum over the W warps (no transposes, conflict-free)
-//   -> one atomicAdd (sum) and one atomicMax (max) per column per block.
+//   -> shared memory [warp][strip column]: sum over the W warps
+//   -> one atomic add (sum) and one atomic max (max) per column per block, consecutive threads on
+//      consecutive columns, the sums as 16-byte vector reductions on sm_90.
 //
 // Why tall and narrow: the block's partial results leave through global atomics, one pair per
-// column per block, and they all arrive at the end of the wave. The count is blocks x strip width:
+// column per block, and they all arrive at the end of the wave: they are the kernel's tail. H200,
+// [8192, 4096] fp16 (bench/results/quant_notes.md, session 9): with a warp's atomics spread over 8
+// cache lines (a lane's columns V apart) the kernel ran at 82-86 % of copy bandwidth, and 16-warp-wide
+// strips (132 blocks per column instead of 8) at 28 %; with coalesced atomics, the sums four columns
+// per 16-byte reduction, 87-89 % and 77 %. The count is blocks x strip width:
 // for the same resident threads, 512-thread blocks on 256-column strips (fp16) issue a quarter of
 // the atomics of 256-thread blocks on 512-column strips (1024-thread blocks, used now, half again). A
 // warp still reads 512 contiguous bytes of a row per load instruction, and the strip stays in
@@ -46,13 +51,26 @@ constexpr int kWarps = kThreads / 32;
 #endif
 constexpr int kUnroll = AWQ_ACT_UNROLL;
 
+// *p += v for four consecutive fp32 (p 16-byte aligned): one vector reduction on sm_90
+__device__ __forceinline__ void add4(float* p, float4 v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  atomicAdd(reinterpret_cast<float4*>(p), v);
+#else
+  atomicAdd(p, v.x);
+  atomicAdd(p + 1, v.y);
+  atomicAdd(p + 2, v.z);
+  atomicAdd(p + 3, v.w);
+#endif
+}
+
 // V: elements per load (kVec<T> when x, the row stride and K allow 16-byte access, else 1).
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads, 1024 / kThreads) act_stats_kernel(const T* __restrict__ x, int64_t tokens, int64_t k,
                                                                 int64_t stride, int64_t rows_per_slice,
-                                                                float* __restrict__ abs_sum, float* __restrict__ abs_max) {
+                                                                float* __restrict__ abs_sum, float* __restrict__ abs_max,
+                                                                bool vec_red) {
   constexpr int kCols = 32 * V;
-  __shared__ float sh[kWarps][V][32];
+  __shared__ __align__(16) float sh[kWarps][kCols];
 
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
@@ -107,29 +125,58 @@ __global__ void __launch_bounds__(kThreads, 1024 / kThreads) act_stats_kernel(co
     }
   }
 
-  // [warp][e][lane]: a warp's store of one e is 32 consecutive words (no bank conflicts); the
-  // reduction thread for (e, lane) then reads one word per warp.
+  // sh[warp][strip column]: each lane stores its V partial results as 16-byte vectors; reducer i then
+  // owns columns 4i .. 4i + 3 for the sums (one 16-byte vector reduction, sm_90) and column i for the
+  // maxima, so a warp's atomics cover consecutive columns.
+  auto put = [&](const float (&v)[V]) {
+    float* d = &sh[warp][lane * V];
+    if constexpr (V % 4 == 0) {
 #pragma unroll
-  for (int e = 0; e < V; ++e) sh[warp][e][lane] = s[e];
+      for (int h = 0; h < V; h += 4) *reinterpret_cast<float4*>(d + h) = make_float4(v[h], v[h + 1], v[h + 2], v[h + 3]);
+    } else {
+#pragma unroll
+      for (int e = 0; e < V; ++e) d[e] = v[e];
+    }
+  };
+  put(s);
   __syncthreads();
-  float total = 0.0f;
-  const int e_r = threadIdx.x / 32 % V, l_r = threadIdx.x % 32;  // valid for threadIdx.x < kCols
-  const int64_t c_r = col_base + int64_t(l_r) * V + e_r;
-  const bool reducer = threadIdx.x < kCols && c_r < k;
-  if (reducer) {
+  if (V % 4 == 0 && vec_red) {
+    // K % V == 0 on this path: four columns from a multiple of 4 lie all inside K or all outside
+    const int i = threadIdx.x;
+    const int64_t c = col_base + 4 * int64_t(i);
+    if (i < kCols / 4 && c < k) {
+      float4 t = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) total += sh[w][e_r][l_r];
+      for (int w = 0; w < kWarps; ++w) {
+        const float4 v = *reinterpret_cast<const float4*>(&sh[w][4 * i]);
+        t.x += v.x;
+        t.y += v.y;
+        t.z += v.z;
+        t.w += v.w;
+      }
+      add4(abs_sum + c, t);
+    }
+  } else {
+    const int i = threadIdx.x;
+    const int64_t c = col_base + i;
+    if (i < kCols && c < k) {
+      float t = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) t += sh[w][i];
+      atomicAdd(abs_sum + c, t);
+    }
   }
   __syncthreads();
-#pragma unroll
-  for (int e = 0; e < V; ++e) sh[warp][e][lane] = m[e];
+  put(m);
   __syncthreads();
-  if (reducer) {
-    float mx = 0.0f;
+  const int i = threadIdx.x;
+  const int64_t c = col_base + i;
+  if (i < kCols && c < k) {
+    // the max over the warps on the bit patterns (non-negative: they order like the values)
+    int mx = 0;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, sh[w][e_r][l_r]);
-    atomicAdd(abs_sum + c_r, total);
-    atomicMax(reinterpret_cast<int*>(abs_max) + c_r, __float_as_int(mx));
+    for (int w = 0; w < kWarps; ++w) mx = max(mx, __float_as_int(sh[w][i]));
+    atomicMax(reinterpret_cast<int*>(abs_max) + c, mx);
   }
 }
 static_assert(32 * 8 <= kThreads, "the reduction uses one thread per strip column");
@@ -163,7 +210,8 @@ Status launch_act_stats(const ActStatsParams& p, cudaStream_t stream) {
   slices = (p.tokens + rows_per_slice - 1) / rows_per_slice;
   const dim3 grid{unsigned(slices), unsigned(col_tiles), 1u};
   act_stats_kernel<T, V><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(p.x), p.tokens, p.k, p.x_stride,
-                                                         rows_per_slice, p.abs_sum, p.abs_max);
+                                                         rows_per_slice, p.abs_sum, p.abs_max,
+                                                         quant::aligned16(p.abs_sum));
   return quant::launch_status();
 }
 
