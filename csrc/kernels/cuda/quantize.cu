@@ -86,7 +86,8 @@ struct GroupArgs {
 // the register budget does: 2 rows x 2 vectors fits 64 registers (4 blocks of 256 per SM) and was
 // the fastest, 2 x 4 and 4 x 2 (80 registers, 3 blocks) were 5-10 % slower. INT4 quantization
 // writes a quarter of the bytes and gains from 4 vectors (its 32 codes leave in one 16-byte store).
-// With in_scale the thread also keeps 2 x V scales and reciprocals (3 blocks, see AWQ_SCALE_MIN_BLOCKS).
+// With in_scale the thread also keeps 2 x V scales and reciprocals (in registers with 3 blocks, see
+// AWQ_SCALE_MIN_BLOCKS, or for fp16 in shared memory with 4 blocks, see AWQ_SCALE_SMEM).
 #ifndef AWQ_QUANT_ROWS
 #define AWQ_QUANT_ROWS 2
 #endif
@@ -98,18 +99,33 @@ constexpr int kRows = AWQ_QUANT_ROWS;
 #ifndef AWQ_SCALE_MIN_BLOCKS
 #define AWQ_SCALE_MIN_BLOCKS 3
 #endif
+// fp16 in_scale kernels: the in_scale values and their reciprocals in shared memory (ScaleSmem, 32
+// fewer live registers), 4 blocks per SM (64 registers) and the clamp-free groups below. H200,
+// 2026-11-21 21:20-21:29 UTC (quant_notes.md, session 9), % of copy bandwidth: 11008 x 4096 75.4 ->
+// 81.3 %, 28672 x 8192 81.0 -> 87.0-87.7 %, g64 75.0 -> 81.6-81.9 %. bf16 in the same form: 77.2 / 84.5 %
+// against 78.1 / 82.9 % (and it spills at 64 registers): it keeps its registers and 3 blocks.
+// -DAWQ_SCALE_SMEM=0 turns it off for tuning builds.
+#ifndef AWQ_SCALE_SMEM
+#define AWQ_SCALE_SMEM 1
+#endif
+template <typename T>
+constexpr bool kScaleSmem = AWQ_SCALE_SMEM != 0 && std::is_same_v<T, __half>;
+template <typename T>
+constexpr int kScaleMinBlocks = kScaleSmem<T> ? 4 : AWQ_SCALE_MIN_BLOCKS;
 
 // Skipping the per-element code clamps of pseudo-quantization where the group's extremes show them to
-// be the identity (see quantize_slice), for bf16 only. H200, 2026-11-21 16:51 UTC (quant_notes.md;
+// be the identity (see quantize_slice), for bf16 and fp16's in_scale form. H200, 2026-11-21 16:51 UTC (quant_notes.md;
 // a build skipping for every dtype against one skipping for none, same call), with in_scale, % of
 // copy bandwidth: bf16 +3.0 points on 11008 x 4096 (74.9 -> 77.9), +2.9-3.1 on 28672 x 8192; fp16
-// 0.6-1.4 points slower (not investigated); plain pseudo-quantization within noise.
+// 0.6-1.4 points slower at 3 blocks with spills (not investigated); plain pseudo-quantization within noise.
 // -DAWQ_CLAMP_SKIP=0 turns it off for tuning builds.
 #ifndef AWQ_CLAMP_SKIP
 #define AWQ_CLAMP_SKIP 1
 #endif
-template <typename T>
-constexpr bool kSkipClamps = AWQ_CLAMP_SKIP != 0 && std::is_same_v<T, __nv_bfloat16>;
+// fp16: for the in_scale form in shared memory only (kScaleSmem), where it gained 2-3 points
+// (11008 x 4096 78.6 -> 81.3 %, 28672 x 8192 84.4 -> 87.7 %; H200 21:20 UTC, quant_notes.md).
+template <typename T, bool kScale>
+constexpr bool kSkipClamps = AWQ_CLAMP_SKIP != 0 && (std::is_same_v<T, __nv_bfloat16> || (kScale && kScaleSmem<T>));
 
 template <Mode M>
 constexpr int kVecsFor = M == Mode::kInt4 ? 4 : 2;
@@ -153,8 +169,48 @@ __device__ __forceinline__ void store_words(int32_t* p, const uint32_t (&w)[W]) 
   }
 }
 
+// A thread's in_scale values and their reciprocals, vector u at a time (kScale only):
+//   ScaleRegs: kept in registers for the whole run;
+//   ScaleSmem: kept in shared memory, float4 j of the thread at base[j * kThreads] (a warp's 16-byte
+//   reads are contiguous: conflict-free), read again at each use (volatile, so not hoisted back into
+//   registers): 6 16-byte reads per vector of 8 and row, for 32 fewer live registers.
+template <int kVecs, int V>
+struct ScaleRegs {
+  const float (&sc)[kVecs][V];
+  const float (&scy)[kVecs][V];
+  __device__ __forceinline__ void load(int u, float (&s)[V]) const {
+#pragma unroll
+    for (int e = 0; e < V; ++e) s[e] = sc[u][e];
+  }
+  __device__ __forceinline__ void load_rcp(int u, float (&y)[V]) const {
+#pragma unroll
+    for (int e = 0; e < V; ++e) y[e] = scy[u][e];
+  }
+};
+template <int kVecs, int V, int kStride>
+struct ScaleSmem {
+  uint32_t base;  // shared address of the thread's float4 0
+  static __device__ __forceinline__ float4 ld(uint32_t addr) {
+    float4 v;
+    asm volatile("ld.shared.v4.f32 {%0,%1,%2,%3}, [%4];\n" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(addr));
+    return v;
+  }
+  __device__ __forceinline__ void get(int j0, float (&s)[V]) const {
+#pragma unroll
+    for (int h = 0; h < V / 4; ++h) {
+      const float4 v = ld(base + uint32_t((j0 + h) * kStride * 16));
+      s[4 * h] = v.x;
+      s[4 * h + 1] = v.y;
+      s[4 * h + 2] = v.z;
+      s[4 * h + 3] = v.w;
+    }
+  }
+  __device__ __forceinline__ void load(int u, float (&s)[V]) const { get(u * V / 4, s); }
+  __device__ __forceinline__ void load_rcp(int u, float (&y)[V]) const { get((kVecs + u) * V / 4, y); }
+};
+
 // One thread's slice of one group: the arithmetic shared by the persistent-grid kernel and the
-// bulk-copy kernel below. raw holds the thread's kVecs 16-byte vectors of the group; sc / scy the
+// bulk-copy kernel below. raw holds the thread's kVecs 16-byte vectors of the group; scs the
 // in_scale values of those elements and their reciprocals (kScale only); scale_safe says that every
 // one of them lies in Divisor's range. The group's min / max is reduced over its kLanes lanes (gmask),
 // then the results go to sink:
@@ -163,10 +219,9 @@ __device__ __forceinline__ void store_words(int32_t* p, const uint32_t (&w)[W]) 
 //                        (codes stored as code + offset).
 // kLanes: threads per group (power of two, 1..32); kVecs: 16-byte vectors per thread; the group size
 // is kLanes * kVecs * kVec<T>. kScale: pseudo-quantization with an in_scale vector (w * s, quantize, / s).
-template <typename T, int kLanes, int kVecs, Mode M, bool kScale, typename Sink>
-__device__ __forceinline__ void quantize_slice(const uint4 (&raw)[kVecs], const float (&sc)[kVecs][kVec<T>],
-                                               const float (&scy)[kVecs][kVec<T>], bool scale_safe, unsigned gmask,
-                                               float ratio, const GroupArgs& a, Sink&& sink) {
+template <typename T, int kLanes, int kVecs, Mode M, bool kScale, typename Scales, typename Sink>
+__device__ __forceinline__ void quantize_slice(const uint4 (&raw)[kVecs], const Scales& scs, bool scale_safe,
+                                               unsigned gmask, float ratio, const GroupArgs& a, Sink&& sink) {
   constexpr int V = kVec<T>;
   constexpr int kWords = kVecs * V / 8;  // INT4 words per thread
   static_assert(M == Mode::kPseudo || !kScale, "INT4 quantization takes no in_scale");
@@ -205,11 +260,12 @@ __device__ __forceinline__ void quantize_slice(const uint4 (&raw)[kVecs], const 
     mx = -INFINITY;
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
-      float x[V];
+      float x[V], su[V];
       quant::unpack<T>(raw[u], x);
+      scs.load(u, su);
 #pragma unroll
       for (int e = 0; e < V; ++e) {
-        const float y = __fmul_rn(x[e], sc[u][e]);
+        const float y = __fmul_rn(x[e], su[e]);
         mn = fminf(mn, y);
         mx = fmaxf(mx, y);
       }
@@ -219,8 +275,10 @@ __device__ __forceinline__ void quantize_slice(const uint4 (&raw)[kVecs], const 
     for (int u = 0; u < kVecs; ++u) {
       quant::unpack<T>(raw[u], v[u]);
       if constexpr (kScale) {
+        float su[V];
+        scs.load(u, su);
 #pragma unroll
-        for (int e = 0; e < V; ++e) v[u][e] = __fmul_rn(v[u][e], sc[u][e]);
+        for (int e = 0; e < V; ++e) v[u][e] = __fmul_rn(v[u][e], su[e]);
       }
     }
     mn = v[0][0];
@@ -233,14 +291,15 @@ __device__ __forceinline__ void quantize_slice(const uint4 (&raw)[kVecs], const 
         mx = fmaxf(mx, v[u][e]);
       }
   }
-  // the fp32 values of vector u (u a compile-time index after unrolling)
-  auto values = [&](int u, float (&x)[V]) {
+  // the fp32 values of vector u (u a compile-time index after unrolling); su: its in_scale values
+  // (kRecompute only)
+  auto values = [&](int u, float (&x)[V], const float (&su)[V]) {
     if constexpr (kPacked) {
       quant::unpack<T>(raw[u], x);
     } else if constexpr (kRecompute) {
       quant::unpack<T>(raw[u], x);
 #pragma unroll
-      for (int e = 0; e < V; ++e) x[e] = __fmul_rn(x[e], sc[u][e]);
+      for (int e = 0; e < V; ++e) x[e] = __fmul_rn(x[e], su[e]);
     } else {
 #pragma unroll
       for (int e = 0; e < V; ++e) x[e] = v[u][e];
@@ -281,8 +340,12 @@ __device__ __forceinline__ void quantize_slice(const uint4 (&raw)[kVecs], const 
       const float tlo = dlo + kRound, thi = dhi + kRound, tsub = -(kRound * q.scale);
 #pragma unroll
       for (int u = 0; u < kVecs; ++u) {
-        float x[V], r[V];
-        values(u, x);
+        float x[V], r[V], su[V], yu[V];
+        if constexpr (kScale) {
+          scs.load(u, su);
+          scs.load_rcp(u, yu);
+        }
+        values(u, x, su);
 #pragma unroll
         for (int e = 0; e < V; ++e) {
           if constexpr (kFast && sizeof(T) == 2) {
@@ -296,7 +359,7 @@ __device__ __forceinline__ void quantize_slice(const uint4 (&raw)[kVecs], const 
           } else {
             r[e] = dequant_code(quant_code(x[e], q), q);
           }
-          if constexpr (kScale) r[e] = kFast ? Divisor(sc[u][e], scy[u][e]).div(r[e]) : r[e] / sc[u][e];
+          if constexpr (kScale) r[e] = kFast ? Divisor(su[e], yu[e]).div(r[e]) : r[e] / su[e];
         }
         sink(u, r);
       }
@@ -319,7 +382,7 @@ __device__ __forceinline__ void quantize_slice(const uint4 (&raw)[kVecs], const 
 #pragma unroll
       for (int u = 0; u < kVecs; ++u) {
         float x[V];
-        values(u, x);
+        values(u, x, x);  // INT4: no in_scale
 #pragma unroll
         for (int e = 0; e < V; ++e) {
           const int c = u * V + e;
@@ -345,7 +408,7 @@ __device__ __forceinline__ void quantize_slice(const uint4 (&raw)[kVecs], const 
     return __fadd_rn(ds.div(mn), kRound) >= q.qmin - q.zero + kRound &&
            __fadd_rn(ds.div(mx), kRound) <= q.qmax - q.zero + kRound;
   };
-  constexpr bool kMaySkip = kSkipClamps<T> && M == Mode::kPseudo;
+  constexpr bool kMaySkip = kSkipClamps<T, kScale> && M == Mode::kPseudo;
   if (group_safe && scale_safe) {
     if (a.clip != nullptr) {
       finish(std::true_type{}, std::true_type{}, std::false_type{});
@@ -379,9 +442,10 @@ __device__ __forceinline__ int vec_offset(int u, int lane) {
 // The persistent row-slot grid (see the drawing at the top). slots: row slots of the grid; threads at
 // or past slots * tpr exit at once.
 // Register budget (launch bounds): 64 for 4 blocks per SM when kRows x kVecs <= 4 (the occupancy
-// that made pseudo-quantization fastest), 80 (3 blocks) for INT4's 2 x 4, 85 (3 blocks) with in_scale.
+// that made pseudo-quantization fastest), 80 (3 blocks) for INT4's 2 x 4, 85 (3 blocks) with in_scale
+// (64, 4 blocks, for fp16 with its in_scale values in shared memory).
 template <typename T, int kLanes, int kVecs, Mode M, bool kScale>
-__global__ void __launch_bounds__(kThreads, kScale ? AWQ_SCALE_MIN_BLOCKS : (kRows * kVecs <= 4 ? 4 : kRows * kVecs <= 8 ? 3 : 2))
+__global__ void __launch_bounds__(kThreads, kScale ? kScaleMinBlocks<T> : (kRows * kVecs <= 4 ? 4 : kRows * kVecs <= 8 ? 3 : 2))
     group_fast_kernel(const GroupArgs a, int64_t slots) {
   constexpr int V = kVec<T>;
   constexpr int G = kLanes * kVecs * V;
@@ -422,6 +486,33 @@ __global__ void __launch_bounds__(kThreads, kScale ? AWQ_SCALE_MIN_BLOCKS : (kRo
       }
     }
   }
+  constexpr bool kSmem = kScale && kScaleSmem<T>;
+  constexpr int kF4 = kVecs * V / 4;  // float4 of in_scale (and as many of reciprocals) per thread
+  __shared__ float4 sh_scale[kSmem ? 2 * kF4 : 1][kSmem ? kThreads : 1];
+  using SmemScales = ScaleSmem<kVecs, V, kThreads>;
+  SmemScales smem_scales{};
+  if constexpr (kSmem) {
+    // each thread reads back only what it wrote: no barrier
+#pragma unroll
+    for (int u = 0; u < kVecs; ++u) {
+#pragma unroll
+      for (int h = 0; h < V; h += 4) {
+        sh_scale[(u * V + h) / 4][threadIdx.x] = make_float4(sc[u][h], sc[u][h + 1], sc[u][h + 2], sc[u][h + 3]);
+        sh_scale[kF4 + (u * V + h) / 4][threadIdx.x] = make_float4(scy[u][h], scy[u][h + 1], scy[u][h + 2], scy[u][h + 3]);
+      }
+    }
+    smem_scales.base = uint32_t(__cvta_generic_to_shared(&sh_scale[0][threadIdx.x]));
+    // ScaleSmem reads through volatile asm that names no memory: this barrier keeps the stores
+    // (emitted, and before those reads)
+    asm volatile("" ::: "memory");
+  }
+  auto scales = [&]() -> decltype(auto) {
+    if constexpr (kSmem) {
+      return (smem_scales);
+    } else {
+      return ScaleRegs<kVecs, V>{sc, scy};
+    }
+  };
 
   // quantizes row `row` of this thread's group column from its raw vectors
   auto process = [&](int64_t row, const uint4 (&raw)[kVecs]) {
@@ -430,11 +521,11 @@ __global__ void __launch_bounds__(kThreads, kScale ? AWQ_SCALE_MIN_BLOCKS : (kRo
     const float ratio = a.clip != nullptr ? a.clip[gi] : 1.0f;
     if constexpr (M == Mode::kPseudo) {
       T* out = static_cast<T*>(a.out);
-      quantize_slice<T, kLanes, kVecs, M, kScale>(raw, sc, scy, scale_safe, gmask, ratio, a,
+      quantize_slice<T, kLanes, kVecs, M, kScale>(raw, scales(), scale_safe, gmask, ratio, a,
                                                   [&](int u, const float (&r)[V]) { quant::store_vec<T>(out + base + off[u], r); });
     } else {
       quantize_slice<T, kLanes, kVecs, M, kScale>(
-          raw, sc, scy, scale_safe, gmask, ratio, a, [&](const uint32_t (&words)[kWords], const GroupQParams& q, float offset) {
+          raw, scales(), scale_safe, gmask, ratio, a, [&](const uint32_t (&words)[kWords], const GroupQParams& q, float offset) {
             store_words<kWords>(a.qweight + (base + off[0]) / 8, words);
             if (lane == 0) {
               static_cast<T*>(a.scales)[gi] = Elem<T>::from_f(q.scale);
@@ -622,7 +713,7 @@ __global__ void __launch_bounds__(kBulkThreads, kBulkBlocks) group_bulk_kernel(c
 #pragma unroll
       for (int u = 0; u < kBulkVecs; ++u) raw[u] = lds128(base + off[u]);
       quantize_slice<T, kLanes, kBulkVecs, Mode::kPseudo, false>(
-          raw, unused, unused, true, gmask, ratio, a,
+          raw, ScaleRegs<kBulkVecs, V>{unused, unused}, true, gmask, ratio, a,
           [&](int u, const float (&r)[V]) { sts128(base + off[u], quant::pack<T>(r)); });
     }
     // this thread's shared writes before the bulk store's async-proxy reads, then it releases the stage
