@@ -89,18 +89,29 @@ def test_act_stats_strided_view():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_act_stats_unaligned_outputs(dtype):
-    # abs_sum / abs_max one element into their buffers (not 16-byte aligned): scalar atomics
+@pytest.mark.parametrize("k", [4096, 4160])
+def test_act_stats_unaligned_outputs(dtype, k):
+    # abs_sum / abs_max one element into their buffers (not 16-byte aligned: scalar atomics), K a whole
+    # number of 256-column strips or not, two calls onto non-zero statistics, guards on both sides
     ops, ref = _ops(), _ref()
-    x = (torch.randn(300, 4096) * 3).to(dtype)
-    sums = torch.zeros(4097, device="cuda")
-    maxes = torch.zeros(4097, device="cuda")
+    x1 = (torch.randn(300, k) * 3).to(dtype)
+    x2 = (torch.randn(37, k) * 2).to(dtype)
+    s0 = torch.rand(k) * 3
+    m0 = torch.rand(k) * 2
+    sums = torch.full((k + 2,), -7.0, device="cuda")
+    maxes = torch.full((k + 2,), -7.0, device="cuda")
+    sums[1:k + 1] = s0.cuda()
+    maxes[1:k + 1] = m0.cuda()
     count = torch.zeros(1, dtype=torch.long, device="cuda")
-    ops.act_stats_(x.cuda(), sums[1:], maxes[1:], count)
-    s, m, t = ref.act_stats(x)
-    torch.testing.assert_close(sums[1:].cpu(), s, rtol=1e-5, atol=1e-6)
-    assert torch.equal(maxes[1:].cpu(), m) and count.item() == t
-    assert sums[0].item() == 0.0 and maxes[0].item() == 0.0
+    for x in (x1, x2):
+        ops.act_stats_(x.cuda(), sums[1:k + 1], maxes[1:k + 1], count)
+    (sa, ma, ta), (sb, mb, tb) = ref.act_stats(x1), ref.act_stats(x2)
+    torch.testing.assert_close(sums[1:k + 1].cpu().double(), s0.double() + sa.double() + sb.double(),
+                               rtol=1e-5, atol=1e-5)
+    assert torch.equal(maxes[1:k + 1].cpu(), torch.maximum(m0, torch.maximum(ma, mb)))
+    assert count.item() == ta + tb
+    for buf in (sums, maxes):
+        assert buf[0].item() == -7.0 and buf[k + 1].item() == -7.0
 
 
 # ------------------------------------------------------------------------------------------------

@@ -141,6 +141,25 @@ def test_act_stats_matches_oracle_and_streams(device, dtype, shape):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [96, 4160])
+def test_act_stats_nan_and_inf_propagate(device, dtype, k):
+    # as torch's amax / sum: a NaN in x makes its channel's sum and max NaN, an inf makes them inf
+    x = torch.randn(70, k, dtype=dtype) * 3
+    x[3, 5] = float("nan")
+    x[60, 7] = float("-inf")
+    x[10, k - 1] = float("nan")
+    abs_sum = torch.zeros(k, device=device)
+    abs_max = torch.zeros(k, device=device)
+    count = torch.zeros(1, dtype=torch.long, device=device)
+    ops.act_stats_(x.to(device), abs_sum, abs_max, count)
+    s, m, _ = reference.act_stats(x)
+    assert torch.isnan(m[5]) and torch.isinf(m[7]) and torch.isnan(m[k - 1])  # the oracle, as a check
+    torch.testing.assert_close(abs_max.cpu(), m, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(abs_sum.cpu(), s, rtol=1e-5, atol=1e-4, equal_nan=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("zp", [True, False])
 @pytest.mark.parametrize("shape_t", [((9, 64), 1), ((33, 192), 40), ((16, 576), 128)])
 def test_clip_search_matches_oracle(device, dtype, zp, shape_t):

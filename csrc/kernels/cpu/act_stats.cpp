@@ -4,6 +4,8 @@
 // reduction between threads and each thread's reads stay sequential within a row).
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "cpu_common.h"
@@ -11,6 +13,19 @@
 namespace awq {
 namespace cpu {
 namespace {
+
+// signed, like the CUDA kernel's atomicMax: a negative initial abs_max (negative pattern) loses to
+// any |x|
+inline int32_t bits_of(float f) {
+  int32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float float_of(int32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 template <DType D>
 Status act_stats_impl(const ActStatsParams& p) {
@@ -24,22 +39,24 @@ Status act_stats_impl(const ActStatsParams& p) {
     const int64_t k0 = c * kChunk;
     const int64_t k1 = std::min(k, k0 + kChunk);
     float sum[kChunk];
-    float mx[kChunk];
+    // the max on the bit patterns of |x|: they order like the values, and a NaN sorts above +inf, so
+    // a NaN in x makes its channel's max NaN, as torch's amax does (std::max would drop it)
+    int32_t mx[kChunk];
     for (int64_t j = k0; j < k1; ++j) {
       sum[j - k0] = 0.0f;
-      mx[j - k0] = p.abs_max[j];
+      mx[j - k0] = bits_of(p.abs_max[j]);
     }
     for (int64_t t = 0; t < p.tokens; ++t) {
       const auto* row = x + t * p.x_stride;
       for (int64_t j = k0; j < k1; ++j) {
         const float a = std::fabs(E::load(row[j]));
         sum[j - k0] += a;
-        mx[j - k0] = std::max(mx[j - k0], a);
+        mx[j - k0] = std::max(mx[j - k0], bits_of(a));
       }
     }
     for (int64_t j = k0; j < k1; ++j) {
       p.abs_sum[j] += sum[j - k0];
-      p.abs_max[j] = mx[j - k0];
+      p.abs_max[j] = float_of(mx[j - k0]);
     }
   }
   return Status::kOk;

@@ -24,9 +24,11 @@
 // warp still reads 512 contiguous bytes of a row per load instruction, and the strip stays in
 // registers (no shared-memory transposes).
 //
-// The max uses atomicMax on the int bit pattern: for non-negative IEEE floats the bit pattern
-// orders like the value (and a NaN, 0x7fc00000, sorts above +inf, so NaN propagates as in torch).
-// abs_max must therefore start non-negative (zeros), as the binding allocates it.
+// The max is taken on the bit patterns of |x| (in each thread, across warps, and by atomicMax): for
+// non-negative IEEE floats the bit pattern orders like the value, and a NaN (sign cleared, exponent
+// all ones, non-zero mantissa) sorts above +inf, so a NaN in x makes its channel's max NaN, as torch's
+// amax does (fmaxf would drop it). abs_max must therefore start non-negative (zeros), as the binding
+// allocates it.
 #include <algorithm>
 
 #include "quant_device.cuh"
@@ -51,17 +53,13 @@ constexpr int kWarps = kThreads / 32;
 #endif
 constexpr int kUnroll = AWQ_ACT_UNROLL;
 
-// *p += v for four consecutive fp32 (p 16-byte aligned): one vector reduction on sm_90
-__device__ __forceinline__ void add4(float* p, float4 v) {
+// 16-byte vector reductions (atomicAdd on float4) exist from sm_90; earlier targets (and the
+// compute_80 PTX) reduce one column per thread, so that a warp's atomics still cover one line.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  atomicAdd(reinterpret_cast<float4*>(p), v);
+constexpr bool kVecRed = true;
 #else
-  atomicAdd(p, v.x);
-  atomicAdd(p + 1, v.y);
-  atomicAdd(p + 2, v.z);
-  atomicAdd(p + 3, v.w);
+constexpr bool kVecRed = false;
 #endif
-}
 
 // V: elements per load (kVec<T> when x, the row stride and K allow 16-byte access, else 1).
 template <typename T, int V>
@@ -80,9 +78,13 @@ __global__ void __launch_bounds__(kThreads, 1024 / kThreads) act_stats_kernel(co
   const int64_t t1 = min(tokens, t0 + rows_per_slice);
   const bool active = col < k;  // K % V == 0 on the vector path, so a vector is all in or all out
 
-  float s[V], m[V];
+  float s[V];
+  uint32_t m[V];  // bit patterns of the max |x| (see the top of the file)
 #pragma unroll
-  for (int e = 0; e < V; ++e) s[e] = m[e] = 0.0f;
+  for (int e = 0; e < V; ++e) {
+    s[e] = 0.0f;
+    m[e] = 0u;
+  }
 
   if (active) {
     const T* p = x + col;
@@ -111,7 +113,7 @@ __global__ void __launch_bounds__(kThreads, 1024 / kThreads) act_stats_kernel(co
         for (int e = 0; e < V; ++e) {
           const float a = fabsf(f[e]);
           s[e] += a;
-          m[e] = fmaxf(m[e], a);
+          m[e] = max(m[e], __float_as_uint(a));
         }
       }
     };
@@ -126,8 +128,9 @@ __global__ void __launch_bounds__(kThreads, 1024 / kThreads) act_stats_kernel(co
   }
 
   // sh[warp][strip column]: each lane stores its V partial results as 16-byte vectors; reducer i then
-  // owns columns 4i .. 4i + 3 for the sums (one 16-byte vector reduction, sm_90) and column i for the
-  // maxima, so a warp's atomics cover consecutive columns.
+  // owns columns 4i .. 4i + 3 for the sums where one 16-byte vector reduction is available (sm_90,
+  // abs_sum 16-byte aligned), else column i, and column i for the maxima, so a warp's atomics cover
+  // consecutive columns.
   auto put = [&](const float (&v)[V]) {
     float* d = &sh[warp][lane * V];
     if constexpr (V % 4 == 0) {
@@ -140,7 +143,7 @@ __global__ void __launch_bounds__(kThreads, 1024 / kThreads) act_stats_kernel(co
   };
   put(s);
   __syncthreads();
-  if (V % 4 == 0 && vec_red) {
+  if (V % 4 == 0 && kVecRed && vec_red) {
     // K % V == 0 on this path: four columns from a multiple of 4 lie all inside K or all outside
     const int i = threadIdx.x;
     const int64_t c = col_base + 4 * int64_t(i);
@@ -154,7 +157,9 @@ __global__ void __launch_bounds__(kThreads, 1024 / kThreads) act_stats_kernel(co
         t.z += v.z;
         t.w += v.w;
       }
-      add4(abs_sum + c, t);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+      atomicAdd(reinterpret_cast<float4*>(abs_sum + c), t);
+#endif
     }
   } else {
     const int i = threadIdx.x;
@@ -167,7 +172,10 @@ __global__ void __launch_bounds__(kThreads, 1024 / kThreads) act_stats_kernel(co
     }
   }
   __syncthreads();
-  put(m);
+  float mf[V];
+#pragma unroll
+  for (int e = 0; e < V; ++e) mf[e] = __uint_as_float(m[e]);
+  put(mf);
   __syncthreads();
   const int i = threadIdx.x;
   const int64_t c = col_base + i;

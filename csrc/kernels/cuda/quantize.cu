@@ -340,10 +340,11 @@ __device__ __forceinline__ void quantize_slice(const uint4 (&raw)[kVecs], const 
       const float tlo = dlo + kRound, thi = dhi + kRound, tsub = -(kRound * q.scale);
 #pragma unroll
       for (int u = 0; u < kVecs; ++u) {
-        float x[V], r[V], su[V], yu[V];
+        float x[V], r[V], su[V];
+        [[maybe_unused]] float yu[V];
         if constexpr (kScale) {
           scs.load(u, su);
-          scs.load_rcp(u, yu);
+          if constexpr (kFast) scs.load_rcp(u, yu);
         }
         values(u, x, su);
 #pragma unroll
@@ -506,9 +507,9 @@ __global__ void __launch_bounds__(kThreads, kScale ? kScaleMinBlocks<T> : (kRows
     // (emitted, and before those reads)
     asm volatile("" ::: "memory");
   }
-  auto scales = [&]() -> decltype(auto) {
+  auto scales = [&] {
     if constexpr (kSmem) {
-      return (smem_scales);
+      return smem_scales;  // a shared address: 4 bytes, by value
     } else {
       return ScaleRegs<kVecs, V>{sc, scy};
     }
