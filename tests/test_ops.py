@@ -140,6 +140,19 @@ def test_act_stats_matches_oracle_and_streams(device, dtype, shape):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(3, 0), (0, 64)])
+def test_act_stats_empty_inputs_count_tokens(device, shape):
+    # no statistics kernel runs for an empty x, but the token count still moves
+    k = shape[1]
+    abs_sum = torch.ones(k, device=device)
+    abs_max = torch.ones(k, device=device)
+    count = torch.full((1,), 4, dtype=torch.long, device=device)
+    ops.act_stats_(torch.zeros(shape, dtype=torch.float16, device=device), abs_sum, abs_max, count)
+    assert count.item() == 4 + shape[0]
+    assert torch.equal(abs_sum.cpu(), torch.ones(k)) and torch.equal(abs_max.cpu(), torch.ones(k))
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("k", [96, 4160])
 def test_act_stats_nan_and_inf_propagate(device, dtype, k):

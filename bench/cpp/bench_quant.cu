@@ -355,10 +355,13 @@ void check_act_stats(DType dt, int64_t T, int64_t k, int64_t stride, size_t misa
   p.x_stride = stride;
   p.abs_sum = ds;
   p.abs_max = dm;
+  const int64_t count0 = 5;
+  p.count = static_cast<int64_t*>(upload(&count0, sizeof(count0)));
   CKS(awq::cuda::act_stats(p, nullptr));  // twice: the statistics accumulate across calls
   CKS(awq::cuda::act_stats(p, nullptr));
   CK(cudaDeviceSynchronize());
   auto hs = download<float>(ds, size_t(k)), hm = download<float>(dm, size_t(k));
+  const bool count_ok = download<int64_t>(p.count, 1)[0] == count0 + 2 * T;
   double worst = 0.0;
   bool max_ok = true;
   for (int64_t c = 0; c < k; ++c) {
@@ -374,9 +377,10 @@ void check_act_stats(DType dt, int64_t T, int64_t k, int64_t stride, size_t misa
     worst = std::max(worst, sa);
     if (hm[size_t(c)] != std::max(m0[size_t(c)], m)) max_ok = false;
   }
-  report(worst < 1e-5 && max_ok && std::isfinite(worst),
-         fmt("act_stats %s T=%lld K=%lld stride=%lld misalign=%zu/%zu: sum rel err %.2e, max %s", dt_name(dt),
-             (long long)T, (long long)k, (long long)stride, misalign, stats_misalign, worst, max_ok ? "exact" : "WRONG"));
+  report(worst < 1e-5 && max_ok && count_ok && std::isfinite(worst),
+         fmt("act_stats %s T=%lld K=%lld stride=%lld misalign=%zu/%zu: sum rel err %.2e, max %s, count %s", dt_name(dt),
+             (long long)T, (long long)k, (long long)stride, misalign, stats_misalign, worst, max_ok ? "exact" : "WRONG",
+             count_ok ? "ok" : "WRONG"));
 }
 
 // extreme_scale != 0: in_scale column k / 2 takes that value (outside the range of the reused-divisor

@@ -19,17 +19,24 @@ inline void raise_on(awq::Status s, const char* op) {
 template <class B>
 void act_stats_impl(const at::Tensor& x, at::Tensor& abs_sum, at::Tensor& abs_max, at::Tensor& count) {
   check_act_stats(x, abs_sum, abs_max, count);
-  const at::Tensor x2 = x.reshape({-1, x.size(-1)}).contiguous();  // x [..., K] -> [T, K]
+  const int64_t k = x.size(-1);
+  int64_t tokens = 1;  // product of the leading dims (a reshape to [-1, 0] would be ambiguous)
+  for (int64_t d = 0; d + 1 < x.dim(); ++d) tokens *= x.size(d);
+  if (tokens == 0 || k == 0) {  // nothing to reduce; the tokens still count
+    count.add_(tokens);
+    return;
+  }
+  const at::Tensor x2 = x.reshape({tokens, k}).contiguous();  // x [..., K] -> [T, K]
   awq::ActStatsParams p;
   p.x = x2.data_ptr();
   p.dtype = to_awq_dtype(x2.scalar_type());
-  p.tokens = x2.size(0);
-  p.k = x2.size(1);
-  p.x_stride = x2.size(1);
+  p.tokens = tokens;
+  p.k = k;
+  p.x_stride = k;
   p.abs_sum = abs_sum.data_ptr<float>();
   p.abs_max = abs_max.data_ptr<float>();
-  if (p.tokens > 0) raise_on(B::act_stats(p), "awq_ext.act_stats_");
-  count.add_(p.tokens);
+  p.count = count.data_ptr<int64_t>();  // updated by the statistics launch itself
+  raise_on(B::act_stats(p), "awq_ext.act_stats_");
 }
 
 template <class B>

@@ -45,6 +45,9 @@ struct ActStatsParams {
   int64_t x_stride = 0;
   float* abs_sum = nullptr;  // [k], accumulated into
   float* abs_max = nullptr;  // [k], accumulated into
+  // [1], += tokens by the same launch when set (a calibration hook then needs no second launch). The
+  // launchers return without touching anything when tokens or k is zero: callers count those.
+  int64_t* count = nullptr;
 };
 
 // Grouped quantize-dequantize ("pseudo-quantization") of w [n, k], the inner loop of AWQ's searches.

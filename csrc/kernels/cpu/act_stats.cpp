@@ -65,7 +65,10 @@ Status act_stats_impl(const ActStatsParams& p) {
 }  // namespace
 
 Status act_stats(const ActStatsParams& p) {
-  return AWQ_DTYPE_SWITCH(p.dtype, D, [&] { return act_stats_impl<D>(p); });
+  if (p.tokens <= 0 || p.k <= 0) return Status::kOk;
+  const Status st = AWQ_DTYPE_SWITCH(p.dtype, D, [&] { return act_stats_impl<D>(p); });
+  if (st == Status::kOk && p.count != nullptr) *p.count += p.tokens;
+  return st;
 }
 
 }  // namespace cpu

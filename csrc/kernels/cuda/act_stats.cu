@@ -66,7 +66,7 @@ template <typename T, int V>
 __global__ void __launch_bounds__(kThreads, 1024 / kThreads) act_stats_kernel(const T* __restrict__ x, int64_t tokens, int64_t k,
                                                                 int64_t stride, int64_t rows_per_slice,
                                                                 float* __restrict__ abs_sum, float* __restrict__ abs_max,
-                                                                bool vec_red) {
+                                                                bool vec_red, int64_t* __restrict__ count) {
   constexpr int kCols = 32 * V;
   __shared__ __align__(16) float sh[kWarps][kCols];
 
@@ -77,6 +77,8 @@ __global__ void __launch_bounds__(kThreads, 1024 / kThreads) act_stats_kernel(co
   const int64_t t0 = int64_t(blockIdx.x) * rows_per_slice;
   const int64_t t1 = min(tokens, t0 + rows_per_slice);
   const bool active = col < k;  // K % V == 0 on the vector path, so a vector is all in or all out
+  // the token count, by one thread of the launch (launches on a stream are ordered: no atomic)
+  if (count != nullptr && blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0) *count += tokens;
 
   float s[V];
   uint32_t m[V];  // bit patterns of the max |x| (see the top of the file)
@@ -219,7 +221,7 @@ Status launch_act_stats(const ActStatsParams& p, cudaStream_t stream) {
   const dim3 grid{unsigned(slices), unsigned(col_tiles), 1u};
   act_stats_kernel<T, V><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(p.x), p.tokens, p.k, p.x_stride,
                                                          rows_per_slice, p.abs_sum, p.abs_max,
-                                                         quant::aligned16(p.abs_sum));
+                                                         quant::aligned16(p.abs_sum), p.count);
   return quant::launch_status();
 }
 
