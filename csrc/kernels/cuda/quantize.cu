@@ -187,22 +187,24 @@ struct ScaleRegs {
     for (int e = 0; e < V; ++e) y[e] = scy[u][e];
   }
 };
+// 16-byte shared-memory read (volatile: issued where written, never merged or hoisted)
+__device__ __forceinline__ uint4 lds128(uint32_t addr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+  return v;
+}
+
 template <int kVecs, int V, int kStride>
 struct ScaleSmem {
   uint32_t base;  // shared address of the thread's float4 0
-  static __device__ __forceinline__ float4 ld(uint32_t addr) {
-    float4 v;
-    asm volatile("ld.shared.v4.f32 {%0,%1,%2,%3}, [%4];\n" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(addr));
-    return v;
-  }
   __device__ __forceinline__ void get(int j0, float (&s)[V]) const {
 #pragma unroll
     for (int h = 0; h < V / 4; ++h) {
-      const float4 v = ld(base + uint32_t((j0 + h) * kStride * 16));
-      s[4 * h] = v.x;
-      s[4 * h + 1] = v.y;
-      s[4 * h + 2] = v.z;
-      s[4 * h + 3] = v.w;
+      const uint4 v = lds128(base + uint32_t((j0 + h) * kStride * 16));
+      s[4 * h] = __uint_as_float(v.x);
+      s[4 * h + 1] = __uint_as_float(v.y);
+      s[4 * h + 2] = __uint_as_float(v.z);
+      s[4 * h + 3] = __uint_as_float(v.w);
     }
   }
   __device__ __forceinline__ void load(int u, float (&s)[V]) const { get(u * V / 4, s); }
@@ -630,11 +632,6 @@ __device__ __forceinline__ void bulk_wait_read_all_but_one() {
   asm volatile("cp.async.bulk.wait_group.read 1;\n" ::: "memory");
 }
 __device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
-__device__ __forceinline__ uint4 lds128(uint32_t addr) {
-  uint4 v;
-  asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
-  return v;
-}
 __device__ __forceinline__ void sts128(uint32_t addr, uint4 v) {
   asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};\n" ::"r"(addr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
 }
