@@ -104,14 +104,14 @@ constexpr int kRows = AWQ_QUANT_ROWS;
 // 2026-11-21 21:20-21:29 UTC (quant_notes.md, session 9), % of copy bandwidth: 11008 x 4096 75.4 ->
 // 81.3 %, 28672 x 8192 81.0 -> 87.0-87.7 %, g64 75.0 -> 81.6-81.9 %. bf16 in the same form: 77.2 / 84.5 %
 // against 78.1 / 82.9 % (and it spills at 64 registers): it keeps its registers and 3 blocks.
-// -DAWQ_SCALE_SMEM=0 turns it off for tuning builds.
+// The launcher takes this form only where 4 of its blocks fit an SM (not on GPUs with 100 KB of
+// shared memory per SM, sm_86 / 89: there the register form runs). -DAWQ_SCALE_SMEM=0 turns it off
+// for tuning builds.
 #ifndef AWQ_SCALE_SMEM
 #define AWQ_SCALE_SMEM 1
 #endif
 template <typename T>
 constexpr bool kScaleSmem = AWQ_SCALE_SMEM != 0 && std::is_same_v<T, __half>;
-template <typename T>
-constexpr int kScaleMinBlocks = kScaleSmem<T> ? 4 : AWQ_SCALE_MIN_BLOCKS;
 
 // Skipping the per-element code clamps of pseudo-quantization where the group's extremes show them to
 // be the identity (see quantize_slice), for bf16 and fp16's in_scale form. H200, 2026-11-21 16:51 UTC (quant_notes.md;
@@ -122,10 +122,10 @@ constexpr int kScaleMinBlocks = kScaleSmem<T> ? 4 : AWQ_SCALE_MIN_BLOCKS;
 #ifndef AWQ_CLAMP_SKIP
 #define AWQ_CLAMP_SKIP 1
 #endif
-// fp16: for the in_scale form in shared memory only (kScaleSmem), where it gained 2-3 points
+// fp16: for the in_scale form in shared memory only (kShared), where it gained 2-3 points
 // (11008 x 4096 78.6 -> 81.3 %, 28672 x 8192 84.4 -> 87.7 %; H200 21:20 UTC, quant_notes.md).
-template <typename T, bool kScale>
-constexpr bool kSkipClamps = AWQ_CLAMP_SKIP != 0 && (std::is_same_v<T, __nv_bfloat16> || (kScale && kScaleSmem<T>));
+template <typename T, bool kShared>
+constexpr bool kSkipClamps = AWQ_CLAMP_SKIP != 0 && (std::is_same_v<T, __nv_bfloat16> || kShared);
 
 template <Mode M>
 constexpr int kVecsFor = M == Mode::kInt4 ? 4 : 2;
@@ -210,6 +210,10 @@ struct ScaleSmem {
   __device__ __forceinline__ void load(int u, float (&s)[V]) const { get(u * V / 4, s); }
   __device__ __forceinline__ void load_rcp(int u, float (&y)[V]) const { get((kVecs + u) * V / 4, y); }
 };
+template <typename S>
+constexpr bool kSharedScales = false;
+template <int kVecs, int V, int kStride>
+constexpr bool kSharedScales<ScaleSmem<kVecs, V, kStride>> = true;
 
 // One thread's slice of one group: the arithmetic shared by the persistent-grid kernel and the
 // bulk-copy kernel below. raw holds the thread's kVecs 16-byte vectors of the group; scs the
@@ -411,7 +415,7 @@ __device__ __forceinline__ void quantize_slice(const uint4 (&raw)[kVecs], const 
     return __fadd_rn(ds.div(mn), kRound) >= q.qmin - q.zero + kRound &&
            __fadd_rn(ds.div(mx), kRound) <= q.qmax - q.zero + kRound;
   };
-  constexpr bool kMaySkip = kSkipClamps<T, kScale> && M == Mode::kPseudo;
+  constexpr bool kMaySkip = kSkipClamps<T, kSharedScales<Scales>> && M == Mode::kPseudo;
   if (group_safe && scale_safe) {
     if (a.clip != nullptr) {
       finish(std::true_type{}, std::true_type{}, std::false_type{});
@@ -446,10 +450,12 @@ __device__ __forceinline__ int vec_offset(int u, int lane) {
 // or past slots * tpr exit at once.
 // Register budget (launch bounds): 64 for 4 blocks per SM when kRows x kVecs <= 4 (the occupancy
 // that made pseudo-quantization fastest), 80 (3 blocks) for INT4's 2 x 4, 85 (3 blocks) with in_scale
-// (64, 4 blocks, for fp16 with its in_scale values in shared memory).
-template <typename T, int kLanes, int kVecs, Mode M, bool kScale>
-__global__ void __launch_bounds__(kThreads, kScale ? kScaleMinBlocks<T> : (kRows * kVecs <= 4 ? 4 : kRows * kVecs <= 8 ? 3 : 2))
+// (64, 4 blocks, for fp16 with its in_scale values in shared memory: kShared).
+template <typename T, int kLanes, int kVecs, Mode M, bool kScale, bool kShared = false>
+__global__ void __launch_bounds__(kThreads, kScale ? (kShared ? 4 : AWQ_SCALE_MIN_BLOCKS)
+                                                   : (kRows * kVecs <= 4 ? 4 : kRows * kVecs <= 8 ? 3 : 2))
     group_fast_kernel(const GroupArgs a, int64_t slots) {
+  static_assert(!kShared || (kScale && kScaleSmem<T>), "the shared-memory form is fp16 with in_scale");
   constexpr int V = kVec<T>;
   constexpr int G = kLanes * kVecs * V;
   constexpr int kWords = kVecs * V / 8;  // INT4 words per thread and row
@@ -489,7 +495,7 @@ __global__ void __launch_bounds__(kThreads, kScale ? kScaleMinBlocks<T> : (kRows
       }
     }
   }
-  constexpr bool kSmem = kScale && kScaleSmem<T>;
+  constexpr bool kSmem = kShared;
   constexpr int kF4 = kVecs * V / 4;  // float4 of in_scale (and as many of reciprocals) per thread
   __shared__ float4 sh_scale[kSmem ? 2 * kF4 : 1][kSmem ? kThreads : 1];
   using SmemScales = ScaleSmem<kVecs, V, kThreads>;
@@ -544,11 +550,42 @@ __global__ void __launch_bounds__(kThreads, kScale ? kScaleMinBlocks<T> : (kRows
     }
   };
 
-  // fp16 with in_scale: one row at a time, the next row's loads issued before this row is
-  // quantized (the same 16 registers of loads as two rows loaded together, but always in flight).
-  // H200, 2026-11-21 13:45 UTC (quant_notes.md): fp16 72.5 -> 75.5 % of copy on 11008 x 4096,
-  // 78.8 -> 81.0 % on 28672 x 8192; bf16 lost 2 points (more spills), so it keeps the pairs.
-  if constexpr (kScale && std::is_same_v<T, __half>) {
+  if constexpr (kSmem) {
+    // fp16 with in_scale in shared memory: the next row is copied by cp.async into this thread's
+    // slots of sh_row while the current row (read back into registers) is quantized, so no registers
+    // hold loads in flight. A thread reads back only its own copies: cp.async.wait_group alone makes
+    // them visible. H200, 2026-11-21 (quant_notes.md, session 9, call 12), % of copy: 11008 x 4096
+    // 81.7-82.2 -> 83.2 %, 28672 x 8192 87.5-87.8 -> 89.4 %, g64 81.8 -> 85.2 % against the register
+    // prefetch below; two rows in flight this way (48 KB of shared memory per block) were slower.
+    __shared__ uint4 sh_row[kVecs][kThreads];
+    const uint32_t row_base = uint32_t(__cvta_generic_to_shared(&sh_row[0][threadIdx.x]));
+    auto issue = [&](int64_t row) {  // rows past the end: zero-filled, nothing read
+      const bool in = row < a.n;
+#pragma unroll
+      for (int u = 0; u < kVecs; ++u) {
+        const T* src = w + (in ? row : 0) * k + off[u];
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(row_base + uint32_t(u * kThreads * 16)),
+                     "l"(src), "r"(in ? 16 : 0)
+                     : "memory");
+      }
+      asm volatile("cp.async.commit_group;\n" ::: "memory");
+    };
+    issue(slot);
+    for (int64_t row = slot; row < a.n; row += slots) {
+      asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+      uint4 cur[kVecs];
+#pragma unroll
+      for (int u = 0; u < kVecs; ++u) cur[u] = lds128(row_base + uint32_t(u * kThreads * 16));
+      issue(row + slots);
+      process(row, cur);
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+  } else if constexpr (kScale && std::is_same_v<T, __half>) {
+    // fp16 with in_scale in registers (where the shared form does not fit): one row at a time, the
+    // next row's loads issued before this row is quantized (the same 16 registers of loads as two rows
+    // loaded together, but always in flight). H200, 2026-11-21 13:45 UTC (quant_notes.md): fp16 72.5 ->
+    // 75.5 % of copy on 11008 x 4096, 78.8 -> 81.0 % on 28672 x 8192; bf16 lost 2 points (more spills),
+    // so it keeps the pairs.
     uint4 cur[kVecs], nxt[kVecs];
     load_row(slot, cur);
     for (int64_t row = slot; row < a.n; row += slots) {
@@ -809,17 +846,29 @@ inline int64_t grid_slots(int64_t wave_threads, int64_t tpr, int64_t rows) {
   return std::max<int64_t>(1, std::min<int64_t>(rows, wave_threads / tpr));
 }
 
-template <typename T, Mode M, bool kScale, int kLanes>
-Status launch_fast_kernel(const GroupArgs& a, cudaStream_t s) {
-  constexpr int kVecs = kVecsFor<M>;
-  auto kernel = group_fast_kernel<T, kLanes, kVecs, M, kScale>;
-  static const int resident = resident_blocks(kernel);  // per instantiation, computed once
+template <typename Kernel>
+Status launch_grid(Kernel kernel, int resident, int kLanes, const GroupArgs& a, cudaStream_t s) {
   const int64_t tpr = a.groups_per_row * kLanes;
   const int64_t slots = grid_slots(int64_t(quant::sm_count()) * resident * kThreads, tpr, a.n);
   const int64_t blocks = (slots * tpr + kThreads - 1) / kThreads;
   if (blocks > 0x7fffffff) return Status::kUnsupported;
   kernel<<<unsigned(blocks), kThreads, 0, s>>>(a, slots);
   return quant::launch_status();
+}
+
+template <typename T, Mode M, bool kScale, int kLanes>
+Status launch_fast_kernel(const GroupArgs& a, cudaStream_t s) {
+  constexpr int kVecs = kVecsFor<M>;
+  if constexpr (kScale && kScaleSmem<T>) {
+    // the shared-memory form where its 4 blocks per SM fit (resident blocks: per instantiation,
+    // computed once)
+    auto shared = group_fast_kernel<T, kLanes, kVecs, M, kScale, true>;
+    static const int resident_shared = resident_blocks(shared);
+    if (resident_shared >= 4) return launch_grid(shared, resident_shared, kLanes, a, s);
+  }
+  auto kernel = group_fast_kernel<T, kLanes, kVecs, M, kScale>;
+  static const int resident = resident_blocks(kernel);
+  return launch_grid(kernel, resident, kLanes, a, s);
 }
 
 // Launches the fast kernel if the group size has an instantiation; false (nothing launched) if not.
