@@ -87,7 +87,7 @@ struct GroupArgs {
 // the fastest, 2 x 4 and 4 x 2 (80 registers, 3 blocks) were 5-10 % slower. INT4 quantization
 // writes a quarter of the bytes and gains from 4 vectors (its 32 codes leave in one 16-byte store).
 // With in_scale the thread also keeps 2 x V scales and reciprocals (in registers with 3 blocks, see
-// AWQ_SCALE_MIN_BLOCKS, or for fp16 in shared memory with 4 blocks, see AWQ_SCALE_SMEM).
+// AWQ_SCALE_MIN_BLOCKS, or for fp16 / bf16 in shared memory with 4 blocks, see AWQ_SCALE_SMEM).
 #ifndef AWQ_QUANT_ROWS
 #define AWQ_QUANT_ROWS 2
 #endif
@@ -99,11 +99,11 @@ constexpr int kRows = AWQ_QUANT_ROWS;
 #ifndef AWQ_SCALE_MIN_BLOCKS
 #define AWQ_SCALE_MIN_BLOCKS 3
 #endif
-// fp16 in_scale kernels: the in_scale values and their reciprocals in shared memory (ScaleSmem, 32
-// fewer live registers), 4 blocks per SM (64 registers) and the clamp-free groups below. H200,
-// 2026-11-21 21:20-21:29 UTC (quant_notes.md, session 9), % of copy bandwidth: 11008 x 4096 75.4 ->
-// 81.3 %, 28672 x 8192 81.0 -> 87.0-87.7 %, g64 75.0 -> 81.6-81.9 %. bf16 in the same form: 77.2 / 84.5 %
-// against 78.1 / 82.9 % (and it spills at 64 registers): it keeps its registers and 3 blocks.
+// fp16 / bf16 in_scale kernels: the in_scale values and their reciprocals in shared memory (ScaleSmem,
+// 32 fewer live registers), the next row through cp.async into shared memory (no registers for loads
+// in flight), 4 blocks per SM (64 registers) and the clamp-free groups below. H200, 2026-11-21
+// (quant_notes.md, session 9), % of copy bandwidth: fp16 11008 x 4096 75.4 -> 84.7-85.2 %, 28672 x
+// 8192 81.0 -> 88.5-88.9 %; bf16 78.0 -> 81.3 %, 82.8 -> 86.9 % (calls 13, 14).
 // The launcher takes this form only where 4 of its blocks fit an SM (not on GPUs with 100 KB of
 // shared memory per SM, sm_86 / 89: there the register form runs). -DAWQ_SCALE_SMEM=0 turns it off
 // for tuning builds.
@@ -111,7 +111,7 @@ constexpr int kRows = AWQ_QUANT_ROWS;
 #define AWQ_SCALE_SMEM 1
 #endif
 template <typename T>
-constexpr bool kScaleSmem = AWQ_SCALE_SMEM != 0 && std::is_same_v<T, __half>;
+constexpr bool kScaleSmem = AWQ_SCALE_SMEM != 0 && sizeof(T) == 2;
 
 // Skipping the per-element code clamps of pseudo-quantization where the group's extremes show them to
 // be the identity (see quantize_slice), for bf16 and fp16's in_scale form. H200, 2026-11-21 16:51 UTC (quant_notes.md;
@@ -124,6 +124,7 @@ constexpr bool kScaleSmem = AWQ_SCALE_SMEM != 0 && std::is_same_v<T, __half>;
 #endif
 // fp16: for the in_scale form in shared memory only (kShared), where it gained 2-3 points
 // (11008 x 4096 78.6 -> 81.3 %, 28672 x 8192 84.4 -> 87.7 %; H200 21:20 UTC, quant_notes.md).
+// (bf16 skips in both forms.)
 template <typename T, bool kShared>
 constexpr bool kSkipClamps = AWQ_CLAMP_SKIP != 0 && (std::is_same_v<T, __nv_bfloat16> || kShared);
 
@@ -450,12 +451,12 @@ __device__ __forceinline__ int vec_offset(int u, int lane) {
 // or past slots * tpr exit at once.
 // Register budget (launch bounds): 64 for 4 blocks per SM when kRows x kVecs <= 4 (the occupancy
 // that made pseudo-quantization fastest), 80 (3 blocks) for INT4's 2 x 4, 85 (3 blocks) with in_scale
-// (64, 4 blocks, for fp16 with its in_scale values in shared memory: kShared).
+// (64, 4 blocks, for fp16 / bf16 with their in_scale values in shared memory: kShared).
 template <typename T, int kLanes, int kVecs, Mode M, bool kScale, bool kShared = false>
 __global__ void __launch_bounds__(kThreads, kScale ? (kShared ? 4 : AWQ_SCALE_MIN_BLOCKS)
                                                    : (kRows * kVecs <= 4 ? 4 : kRows * kVecs <= 8 ? 3 : 2))
     group_fast_kernel(const GroupArgs a, int64_t slots) {
-  static_assert(!kShared || (kScale && kScaleSmem<T>), "the shared-memory form is fp16 with in_scale");
+  static_assert(!kShared || (kScale && kScaleSmem<T>), "the shared-memory form is 16-bit T with in_scale");
   constexpr int V = kVec<T>;
   constexpr int G = kLanes * kVecs * V;
   constexpr int kWords = kVecs * V / 8;  // INT4 words per thread and row
@@ -551,12 +552,13 @@ __global__ void __launch_bounds__(kThreads, kScale ? (kShared ? 4 : AWQ_SCALE_MI
   };
 
   if constexpr (kSmem) {
-    // fp16 with in_scale in shared memory: the next row is copied by cp.async into this thread's
+    // 16-bit T with in_scale in shared memory: the next row is copied by cp.async into this thread's
     // slots of sh_row while the current row (read back into registers) is quantized, so no registers
     // hold loads in flight. A thread reads back only its own copies: cp.async.wait_group alone makes
     // them visible. H200, 2026-11-21 (quant_notes.md, session 9, call 12), % of copy: 11008 x 4096
     // 81.7-82.2 -> 83.2 %, 28672 x 8192 87.5-87.8 -> 89.4 %, g64 81.8 -> 85.2 % against the register
-    // prefetch below; two rows in flight this way (48 KB of shared memory per block) were slower.
+    // prefetch below (fp16); two rows in flight this way (48 KB of shared memory per block) were
+    // slower. With it bf16 fits 64 registers without spills too.
     __shared__ uint4 sh_row[kVecs][kThreads];
     const uint32_t row_base = uint32_t(__cvta_generic_to_shared(&sh_row[0][threadIdx.x]));
     auto issue = [&](int64_t row) {  // rows past the end: zero-filled, nothing read
