@@ -22,7 +22,8 @@
 //   rows s, s + slots, s + 2 slots, ...; a thread keeps its group column j for the whole run, so an
 //   in_scale vector and its reciprocals are loaded and computed once per thread. Each iteration
 //   issues the loads of kRows rows (kVecs x kRows 16-byte loads in flight per thread) before it
-//   quantizes the first. The scale division inside the codes and the division by in_scale use the
+//   quantizes the first; the 16-bit in_scale kernels instead keep the in_scale values in shared
+//   memory and copy the next row there by cp.async while quantizing the current one (kShared). The scale division inside the codes and the division by in_scale use the
 //   exact reused-divisor form of IEEE division (quant::Divisor in quant_device.cuh).
 //
 // * bulk (sm_90, pseudo-quantization without in_scale): the same slices, but W streams through
@@ -104,9 +105,10 @@ constexpr int kRows = AWQ_QUANT_ROWS;
 // in flight), 4 blocks per SM (64 registers) and the clamp-free groups below. H200, 2026-11-21
 // (quant_notes.md, session 9), % of copy bandwidth: fp16 11008 x 4096 75.4 -> 84.7-85.2 %, 28672 x
 // 8192 81.0 -> 88.5-88.9 %; bf16 78.0 -> 81.3 %, 82.8 -> 86.9 % (calls 13, 14).
-// The launcher takes this form only where 4 of its blocks fit an SM (not on GPUs with 100 KB of
-// shared memory per SM, sm_86 / 89: there the register form runs). -DAWQ_SCALE_SMEM=0 turns it off
-// for tuning builds.
+// The launcher takes this form only where 4 of its blocks (40 KB of static shared memory each, plus
+// 1 KB reserved) fit an SM: on sm_90 (228 KB) and sm_80 (164 KB, exactly, no headroom), not on GPUs
+// with 100 KB per SM (sm_86 / 89), where the register form runs (not measured on those GPUs).
+// -DAWQ_SCALE_SMEM=0 turns it off for tuning builds.
 #ifndef AWQ_SCALE_SMEM
 #define AWQ_SCALE_SMEM 1
 #endif
@@ -114,7 +116,7 @@ template <typename T>
 constexpr bool kScaleSmem = AWQ_SCALE_SMEM != 0 && sizeof(T) == 2;
 
 // Skipping the per-element code clamps of pseudo-quantization where the group's extremes show them to
-// be the identity (see quantize_slice), for bf16 and fp16's in_scale form. H200, 2026-11-21 16:51 UTC (quant_notes.md;
+// be the identity (see quantize_slice), for bf16 and fp16's shared in_scale form. H200, 2026-11-21 16:51 UTC (quant_notes.md;
 // a build skipping for every dtype against one skipping for none, same call), with in_scale, % of
 // copy bandwidth: bf16 +3.0 points on 11008 x 4096 (74.9 -> 77.9), +2.9-3.1 on 28672 x 8192; fp16
 // 0.6-1.4 points slower at 3 blocks with spills (not investigated); plain pseudo-quantization within noise.
@@ -450,8 +452,8 @@ __device__ __forceinline__ int vec_offset(int u, int lane) {
 // The persistent row-slot grid (see the drawing at the top). slots: row slots of the grid; threads at
 // or past slots * tpr exit at once.
 // Register budget (launch bounds): 64 for 4 blocks per SM when kRows x kVecs <= 4 (the occupancy
-// that made pseudo-quantization fastest), 80 (3 blocks) for INT4's 2 x 4, 85 (3 blocks) with in_scale
-// (64, 4 blocks, for fp16 / bf16 with their in_scale values in shared memory: kShared).
+// that made pseudo-quantization fastest), 80 (3 blocks) for INT4's 2 x 4 and with in_scale in
+// registers (64, 4 blocks, for fp16 / bf16 with their in_scale values in shared memory: kShared).
 template <typename T, int kLanes, int kVecs, Mode M, bool kScale, bool kShared = false>
 __global__ void __launch_bounds__(kThreads, kScale ? (kShared ? 4 : AWQ_SCALE_MIN_BLOCKS)
                                                    : (kRows * kVecs <= 4 ? 4 : kRows * kVecs <= 8 ? 3 : 2))
@@ -555,7 +557,8 @@ __global__ void __launch_bounds__(kThreads, kScale ? (kShared ? 4 : AWQ_SCALE_MI
     // 16-bit T with in_scale in shared memory: the next row is copied by cp.async into this thread's
     // slots of sh_row while the current row (read back into registers) is quantized, so no registers
     // hold loads in flight. A thread reads back only its own copies: cp.async.wait_group alone makes
-    // them visible. H200, 2026-11-21 (quant_notes.md, session 9, call 12), % of copy: 11008 x 4096
+    // them visible; the copy into a slot just read is ordered after that read (cp.async is ordered
+    // after the thread's prior instructions, PTX ISA "asynchronous operations"). H200, 2026-11-21 (quant_notes.md, session 9, call 12), % of copy: 11008 x 4096
     // 81.7-82.2 -> 83.2 %, 28672 x 8192 87.5-87.8 -> 89.4 %, g64 81.8 -> 85.2 % against the register
     // prefetch below (fp16); two rows in flight this way (48 KB of shared memory per block) were
     // slower. With it bf16 fits 64 registers without spills too.
