@@ -23,8 +23,9 @@
 //   in_scale vector and its reciprocals are loaded and computed once per thread. Each iteration
 //   issues the loads of kRows rows (kVecs x kRows 16-byte loads in flight per thread) before it
 //   quantizes the first; the 16-bit in_scale kernels instead keep the in_scale values in shared
-//   memory and copy the next row there by cp.async while quantizing the current one (kShared). The scale division inside the codes and the division by in_scale use the
-//   exact reused-divisor form of IEEE division (quant::Divisor in quant_device.cuh).
+//   memory and copy the next row there by cp.async while quantizing the current one (kShared).
+//   The scale division inside the codes and the division by in_scale use the exact reused-divisor
+//   form of IEEE division (quant::Divisor in quant_device.cuh).
 //
 // * bulk (sm_90, pseudo-quantization without in_scale): the same slices, but W streams through
 //   shared memory by bulk copies (cp.async.bulk) in and out, issued by one producer thread, so the
@@ -498,12 +499,11 @@ __global__ void __launch_bounds__(kThreads, kScale ? (kShared ? 4 : AWQ_SCALE_MI
       }
     }
   }
-  constexpr bool kSmem = kShared;
   constexpr int kF4 = kVecs * V / 4;  // float4 of in_scale (and as many of reciprocals) per thread
-  __shared__ float4 sh_scale[kSmem ? 2 * kF4 : 1][kSmem ? kThreads : 1];
+  __shared__ float4 sh_scale[kShared ? 2 * kF4 : 1][kShared ? kThreads : 1];
   using SmemScales = ScaleSmem<kVecs, V, kThreads>;
   SmemScales smem_scales{};
-  if constexpr (kSmem) {
+  if constexpr (kShared) {
     // each thread reads back only what it wrote: no barrier
 #pragma unroll
     for (int u = 0; u < kVecs; ++u) {
@@ -519,7 +519,7 @@ __global__ void __launch_bounds__(kThreads, kScale ? (kShared ? 4 : AWQ_SCALE_MI
     asm volatile("" ::: "memory");
   }
   auto scales = [&] {
-    if constexpr (kSmem) {
+    if constexpr (kShared) {
       return smem_scales;  // a shared address: 4 bytes, by value
     } else {
       return ScaleRegs<kVecs, V>{sc, scy};
@@ -553,7 +553,7 @@ __global__ void __launch_bounds__(kThreads, kScale ? (kShared ? 4 : AWQ_SCALE_MI
     }
   };
 
-  if constexpr (kSmem) {
+  if constexpr (kShared) {
     // 16-bit T with in_scale in shared memory: the next row is copied by cp.async into this thread's
     // slots of sh_row while the current row (read back into registers) is quantized, so no registers
     // hold loads in flight. A thread reads back only its own copies: cp.async.wait_group alone makes
