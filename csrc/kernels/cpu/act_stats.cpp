@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "cpu_common.h"
@@ -14,18 +13,9 @@ namespace awq {
 namespace cpu {
 namespace {
 
-// signed, like the CUDA kernel's atomicMax: a negative initial abs_max (negative pattern) loses to
-// any |x|
-inline int32_t bits_of(float f) {
-  int32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-inline float float_of(int32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+// the max on signed bit patterns, like the CUDA kernel's atomicMax: a negative initial abs_max
+// (negative pattern) loses to any |x|
+inline int32_t bits_of(float f) { return int32_t(f32_bits(f)); }
 
 template <DType D>
 Status act_stats_impl(const ActStatsParams& p) {
@@ -56,7 +46,7 @@ Status act_stats_impl(const ActStatsParams& p) {
     }
     for (int64_t j = k0; j < k1; ++j) {
       p.abs_sum[j] += sum[j - k0];
-      p.abs_max[j] = float_of(mx[j - k0]);
+      p.abs_max[j] = bits_f32(uint32_t(mx[j - k0]));
     }
   }
   return Status::kOk;
