@@ -130,6 +130,16 @@ constexpr bool kScaleSmem = AWQ_SCALE_SMEM != 0 && sizeof(T) == 2;
 // (bf16 skips in both forms.)
 template <typename T, bool kShared>
 constexpr bool kSkipClamps = AWQ_CLAMP_SKIP != 0 && (std::is_same_v<T, __nv_bfloat16> || kShared);
+// The clamp-free form is chosen per warp, not per group: the groups of a warp that reach the test take
+// it only when all of them can (any subset of groups may clamp: the clamps are then the identity), so
+// no warp runs both forms. bf16 needs the clamps more often (its scale keeps 8 bits: with the
+// benchmark's data 1.2 % of groups, 4.6 % of warps with 4 groups, against 0.2 % / 0.7 % for fp16).
+// H200, 2026-11-21 (quant_notes.md, session 10), % of copy bandwidth with in_scale: bf16 11008 x 4096
+// 81.3-82.0 -> 83.3 % (two calls), 28672 x 8192 85.7-87.5 -> 87.5-88.0 %; fp16 within noise.
+// -DAWQ_CLAMP_VOTE=0 decides per group (tuning builds).
+#ifndef AWQ_CLAMP_VOTE
+#define AWQ_CLAMP_VOTE 1
+#endif
 
 template <Mode M>
 constexpr int kVecsFor = M == Mode::kInt4 ? 4 : 2;
@@ -423,7 +433,7 @@ __device__ __forceinline__ void quantize_slice(const uint4 (&raw)[kVecs], const 
   if (group_safe && scale_safe) {
     if (a.clip != nullptr) {
       finish(std::true_type{}, std::true_type{}, std::false_type{});
-    } else if (kMaySkip && extremes_inside()) {
+    } else if (kMaySkip && (AWQ_CLAMP_VOTE ? __all_sync(__activemask(), extremes_inside()) : extremes_inside())) {
       if constexpr (kMaySkip) finish(std::true_type{}, std::false_type{}, std::true_type{});
     } else {
       finish(std::true_type{}, std::false_type{}, std::false_type{});
