@@ -1448,9 +1448,15 @@ using StreamN64M16Pair = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger | kLean | kRow
 #define AWQ_STREAM_TUNING(X)
 #endif
 
-// Programmatic dependent launch is off by default: in the sweep it saved ~0.6 us on 4096 x 4096 but
-// cost up to 20 % on other shapes (early-launched blocks wait holding SM slots), so no net gain.
+// Programmatic dependent launch (see int4_stream_kernel): on by default only for the few-row
+// configurations at M <= 8 (76 / 44: one wave of at most ~4 blocks per SM), where every measurement
+// gained: H200, 2026-11-21 23:20 UTC (bench/results/linear_decode_h200.md, session 10), fp16 M = 1
+// 4096 x 4096 6.26 -> 5.86 us, 4096 x 11008 11.97 -> 11.14, 4096 x 14336 14.17 -> 13.40, 5-9 % at
+// M = 4 and 8 and in bf16 (session 8: 5-7 %). Elsewhere off: the grids of more than one wave lose when
+// the next kernel's early blocks wait holding SM slots (11008 x 4096 M = 1 with 48: 10.96 -> 11.91 us;
+// up to 20 % in the first sweep).
 constexpr bool kStreamPdl = false;
+constexpr bool kFewRowsPdl = true;
 
 // "Few rows": fewer than kMinBlocksPerSm blocks of 32 rows per SM (N < 8448 on 132 SMs).
 constexpr int kMinBlocksPerSm = 2;
@@ -1467,14 +1473,19 @@ Status dispatch_candidate(int id, const Int4LinearParams& p, cudaStream_t stream
 }
 
 // The library's choice for M <= 16 (and 16-row chunks of M <= 32); see the table above.
-Status stream_auto(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
+// pdl_flag: < 0 the library default (kFewRowsPdl / kStreamPdl), 0 off, 1 on.
+Status stream_auto(const Int4LinearParams& p, cudaStream_t stream, int pdl_flag) {
   const DeviceInfo dev = device_info(p.sm_count);
+  const bool pdl = pdl_flag < 0 ? kStreamPdl : pdl_flag != 0;
   const bool few_rows = (p.n + 31) / 32 < int64_t(kMinBlocksPerSm) * dev.sm_count;
   const bool f16 = p.dtype == DType::kF16;
   if (p.m <= 8) {
     // the 16-row K-split tiles read x with 16-byte loads; otherwise (x rows not 16-byte aligned) x is staged
     const bool x_vec = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.x_stride % 8 == 0;
-    if (few_rows && x_vec) return f16 ? dispatch_stream<StreamKXLean>(p, stream, pdl) : dispatch_stream<StreamKX>(p, stream, pdl);
+    if (few_rows && x_vec) {
+      const bool few_pdl = pdl_flag < 0 ? kFewRowsPdl : pdl_flag != 0;
+      return f16 ? dispatch_stream<StreamKXLean>(p, stream, few_pdl) : dispatch_stream<StreamKX>(p, stream, few_pdl);
+    }
     return p.m == 1 && f16 ? dispatch_stream<StreamN32RC>(p, stream, pdl) : dispatch_stream<StreamN32Lean>(p, stream, pdl);
   }
   if (!few_rows) return dispatch_stream<StreamN64M16Lean>(p, stream, pdl);
@@ -1504,9 +1515,8 @@ Status int4_gemv(const Int4LinearParams& p, cudaStream_t stream, int cfg, int sp
 // configuration (rows past 8 MT run as further block rows). pdl: < 0 the library default, 0 off, 1 on.
 Status int4_gemv_stream(const Int4LinearParams& p, cudaStream_t stream, int cfg, int pdl) {
   if (!gemv_shape_ok(p)) return Status::kUnsupported;
-  const bool use_pdl = pdl < 0 ? kStreamPdl : pdl != 0;
-  if (cfg != 0) return dispatch_candidate(cfg, p, stream, use_pdl);
-  const Status st = stream_auto(p, stream, use_pdl);
+  if (cfg != 0) return dispatch_candidate(cfg, p, stream, pdl < 0 ? kStreamPdl : pdl != 0);
+  const Status st = stream_auto(p, stream, pdl);
   if (st != Status::kUnsupported) return st;
   // the streaming configuration does not fit this device's shared memory (e.g. 99 KB on sm_86/89 vs
   // 156 KB for StreamN32M16 at M = 16): the register-pipelined GEMV needs only its x slice
