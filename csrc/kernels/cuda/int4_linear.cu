@@ -1448,15 +1448,17 @@ using StreamN64M16Pair = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger | kLean | kRow
 #define AWQ_STREAM_TUNING(X)
 #endif
 
-// Programmatic dependent launch (see int4_stream_kernel): on by default only for the few-row
-// configurations at M <= 8 (76 / 44: one wave of at most ~4 blocks per SM), where every measurement
-// gained: H200, 2026-11-21 23:20 UTC (bench/results/linear_decode_h200.md, session 10), fp16 M = 1
+// Programmatic dependent launch (see int4_stream_kernel): on by default (kPdlDefault) for the few-row
+// configurations at M <= 8 (76 / 44) and for M 9..16 (74 / 73 / 49), where every measurement gained:
+// H200, 2026-11-21 23:20-23:50 UTC (bench/results/linear_decode_h200.md, session 10), fp16 M = 1
 // 4096 x 4096 6.26 -> 5.86 us, 4096 x 11008 11.97 -> 11.14, 4096 x 14336 14.17 -> 13.40, 5-9 % at
-// M = 4 and 8 and in bf16 (session 8: 5-7 %). Elsewhere off: the grids of more than one wave lose when
-// the next kernel's early blocks wait holding SM slots (11008 x 4096 M = 1 with 48: 10.96 -> 11.91 us;
-// up to 20 % in the first sweep).
+// M = 4 and 8 and in bf16 (session 8: 5-7 %); M = 12 / 16 1-7 % on all six shapes in both dtypes
+// (4096 x 4096 M = 16 8.21 -> 7.65, 28672 x 8192 67.2 -> 66.5). Off (kStreamPdl) for the many-row
+// configurations at M <= 8 (48 / 71): 11008 x 4096 loses (M = 1 with 48 10.96 -> 11.91 us, M = 4 with
+// 71 11.6 -> 13.0) while the other many-row shapes gain 2-6 % (not understood); up to 20 % lost in the
+// first sweep, with other configurations.
 constexpr bool kStreamPdl = false;
-constexpr bool kFewRowsPdl = true;
+constexpr bool kPdlDefault = true;
 
 // "Few rows": fewer than kMinBlocksPerSm blocks of 32 rows per SM (N < 8448 on 132 SMs).
 constexpr int kMinBlocksPerSm = 2;
@@ -1473,21 +1475,25 @@ Status dispatch_candidate(int id, const Int4LinearParams& p, cudaStream_t stream
 }
 
 // The library's choice for M <= 16 (and 16-row chunks of M <= 32); see the table above.
-// pdl_flag: < 0 the library default (kFewRowsPdl / kStreamPdl), 0 off, 1 on.
+// pdl_flag: < 0 the library default (kPdlDefault, or kStreamPdl for 48 / 71 and for M > 16), 0 off, 1 on.
 Status stream_auto(const Int4LinearParams& p, cudaStream_t stream, int pdl_flag) {
   const DeviceInfo dev = device_info(p.sm_count);
-  const bool pdl = pdl_flag < 0 ? kStreamPdl : pdl_flag != 0;
+  const bool pdl_off_default = pdl_flag < 0 ? kStreamPdl : pdl_flag != 0;
+  const bool pdl_on_default = pdl_flag < 0 ? kPdlDefault : pdl_flag != 0;
   const bool few_rows = (p.n + 31) / 32 < int64_t(kMinBlocksPerSm) * dev.sm_count;
   const bool f16 = p.dtype == DType::kF16;
   if (p.m <= 8) {
     // the 16-row K-split tiles read x with 16-byte loads; otherwise (x rows not 16-byte aligned) x is staged
     const bool x_vec = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.x_stride % 8 == 0;
     if (few_rows && x_vec) {
-      const bool few_pdl = pdl_flag < 0 ? kFewRowsPdl : pdl_flag != 0;
-      return f16 ? dispatch_stream<StreamKXLean>(p, stream, few_pdl) : dispatch_stream<StreamKX>(p, stream, few_pdl);
+      return f16 ? dispatch_stream<StreamKXLean>(p, stream, pdl_on_default)
+                 : dispatch_stream<StreamKX>(p, stream, pdl_on_default);
     }
-    return p.m == 1 && f16 ? dispatch_stream<StreamN32RC>(p, stream, pdl) : dispatch_stream<StreamN32Lean>(p, stream, pdl);
+    return p.m == 1 && f16 ? dispatch_stream<StreamN32RC>(p, stream, pdl_off_default)
+                           : dispatch_stream<StreamN32Lean>(p, stream, pdl_off_default);
   }
+  // M 17..32 (two block rows of 16, unmeasured with PDL): off by default
+  const bool pdl = p.m <= 16 ? pdl_on_default : pdl_off_default;
   if (!few_rows) return dispatch_stream<StreamN64M16Lean>(p, stream, pdl);
   // the pair needs clusters (sm_90 code); elsewhere the previous few-row choice
   const Status st = dispatch_stream<StreamN64M16Pair>(p, stream, pdl);
