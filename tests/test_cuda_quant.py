@@ -154,6 +154,30 @@ def test_pseudo_quantize_large_and_unaligned(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_pseudo_quantize_nan_weights_match_cpu(dtype):
+    """A NaN weight comes out NaN and the rest of its group as the CPU kernel has it (the group's
+    min / max skip the NaN), whichever form the warp takes: here rows hold NaN groups next to
+    all-positive groups, which need the code clamps while their neighbours could skip them. (The
+    oracle makes the whole group NaN; the kernels keep the other elements.)"""
+    ops = _ops()
+    n, k = 64, 512
+    w = _weights(n, k, dtype)
+    rows = torch.arange(0, n, 3)
+    w[rows, 3] = float("nan")
+    w[rows, 200] = float("nan")
+    w[1::3, 32:64] = w[1::3, 32:64].abs() + 0.01  # all-positive groups beside the NaN ones (g <= 32)
+    w[2::3, 128:256] = w[2::3, 128:256].abs() + 0.01
+    scale = torch.rand(k) * 3 + 0.25
+    for g in (32, 64, 128):
+        for s in (None, scale):
+            want = ops.pseudo_quantize(w, 4, g, True, s, None)
+            got = ops.pseudo_quantize(w.cuda(), 4, g, True, None if s is None else s.cuda(), None).cpu()
+            nan = torch.isnan(w)
+            assert torch.equal(torch.isnan(got), nan) and torch.equal(torch.isnan(want), nan), (g, s is not None)
+            assert torch.equal(got[~nan], want[~nan]), (g, s is not None)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_group_kernels_many_rows_per_thread(dtype):
     """Several rows per thread of the persistent grid (its last batch partly filled), and a constant
     group of large values, whose value / scale is past the fast kernels' rounding range (IEEE path)."""

@@ -1298,7 +1298,10 @@ Status launch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
   a.slot_bytes = stream_slot_bytes<C>(G, mc);
   a.x_vec_ok = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.x_stride % 8 == 0;
   if ((C::FLAGS & kXDirect) && !a.x_vec_ok) return Status::kUnsupported;   // 16-byte x loads only
-  const bool use_pdl = pdl && dev.cc_major >= 9;
+  // PDL only where the kernel runs its sm_90 code, which holds the griddepcontrol.wait: a newer GPU
+  // running the JIT-compiled compute_80 PTX (or a build without sm_90) has no wait in the kernel
+  static const bool sm90_code = has_cluster_code(reinterpret_cast<const void*>(kernel));
+  const bool use_pdl = pdl && dev.cc_major >= 9 && sm90_code;
   a.prefetch = use_pdl;
 
   if (smem > 48 * 1024) {
@@ -1518,7 +1521,8 @@ Status int4_gemv(const Int4LinearParams& p, cudaStream_t stream, int cfg, int sp
 // Streaming GEMV with a forced configuration (benchmark sweeps, tests).
 // cfg: 0 = the library's choice; 44, 48, 49, 71, 73, 74, 76 = the library's configurations; the other ids of
 // AWQ_STREAM_TUNING are sweep candidates, built only with -DAWQ_GEMV_TUNING (kUnsupported otherwise). Any M works with any
-// configuration (rows past 8 MT run as further block rows). pdl: < 0 the library default, 0 off, 1 on.
+// configuration (rows past 8 MT run as further block rows). pdl: < 0 the library default (for a forced
+// configuration: off, kStreamPdl, whatever the automatic choice would do with it), 0 off, 1 on.
 Status int4_gemv_stream(const Int4LinearParams& p, cudaStream_t stream, int cfg, int pdl) {
   if (!gemv_shape_ok(p)) return Status::kUnsupported;
   if (cfg != 0) return dispatch_candidate(cfg, p, stream, pdl < 0 ? kStreamPdl : pdl != 0);

@@ -131,7 +131,8 @@ constexpr bool kScaleSmem = AWQ_SCALE_SMEM != 0 && sizeof(T) == 2;
 template <typename T, bool kShared>
 constexpr bool kSkipClamps = AWQ_CLAMP_SKIP != 0 && (std::is_same_v<T, __nv_bfloat16> || kShared);
 // The clamp-free form is chosen per warp, not per group: the groups of a warp that reach the test take
-// it only when all of them can (any subset of groups may clamp: the clamps are then the identity), so
+// it only when all of them can (any subset of groups may clamp: the clamps are then the identity, and a
+// NaN element, which the group's min / max skip, stays NaN in both forms: clamp_keep_nan), so
 // no warp runs both forms. bf16 needs the clamps more often (its scale keeps 8 bits: with the
 // benchmark's data 1.2 % of groups, 4.6 % of warps with 4 groups, against 0.2 % / 0.7 % for fp16).
 // H200, 2026-11-21 (quant_notes.md, session 10), % of copy bandwidth with in_scale: bf16 11008 x 4096
@@ -140,6 +141,19 @@ constexpr bool kSkipClamps = AWQ_CLAMP_SKIP != 0 && (std::is_same_v<T, __nv_bflo
 #ifndef AWQ_CLAMP_VOTE
 #define AWQ_CLAMP_VOTE 1
 #endif
+
+// Clamp to [lo, hi] that keeps a NaN, as quant_math.h's clampf (and so the CPU kernels) does; fminf /
+// fmaxf would turn it into a bound. One instruction each way (min / max with .NaN, sm_80+).
+__device__ __forceinline__ float clamp_keep_nan(float v, float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  float r;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(v), "f"(lo));
+  asm("min.NaN.f32 %0, %0, %1;" : "+f"(r) : "f"(hi));
+  return r;
+#else
+  return v != v ? v : fminf(fmaxf(v, lo), hi);
+#endif
+}
 
 template <Mode M>
 constexpr int kVecsFor = M == Mode::kInt4 ? 4 : 2;
@@ -371,11 +385,11 @@ __device__ __forceinline__ void quantize_slice(const uint4 (&raw)[kVecs], const 
         for (int e = 0; e < V; ++e) {
           if constexpr (kFast && sizeof(T) == 2) {
             float t = __fadd_rn(quotient(x[e]), kRound);
-            if constexpr (!kUnclamped) t = fminf(fmaxf(t, tlo), thi);
+            if constexpr (!kUnclamped) t = clamp_keep_nan(t, tlo, thi);
             r[e] = __fmaf_rn(t, q.scale, tsub);
           } else if constexpr (kFast) {
             float d = rint_f(quotient(x[e]));
-            if constexpr (!kUnclamped) d = fminf(fmaxf(d, dlo), dhi);
+            if constexpr (!kUnclamped) d = clamp_keep_nan(d, dlo, dhi);
             r[e] = __fmul_rn(__fadd_rn(d, 0.0f), q.scale);
           } else {
             r[e] = dequant_code(quant_code(x[e], q), q);
