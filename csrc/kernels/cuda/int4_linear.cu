@@ -50,6 +50,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
 
 #include "awq/core.h"
@@ -1463,6 +1464,16 @@ using StreamN64M16Pair = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger | kLean | kRow
 constexpr bool kStreamPdl = false;
 constexpr bool kPdlDefault = true;
 
+// The environment variable AWQ_DISABLE_PDL (any value but "" or "0") turns the PDL default off, e.g.
+// to rule it out when debugging or profiling; read once per process.
+bool pdl_allowed() {
+  static const bool allowed = [] {
+    const char* v = std::getenv("AWQ_DISABLE_PDL");
+    return v == nullptr || v[0] == '\0' || (v[0] == '0' && v[1] == '\0');
+  }();
+  return allowed;
+}
+
 // "Few rows": fewer than kMinBlocksPerSm blocks of 32 rows per SM (N < 8448 on 132 SMs).
 constexpr int kMinBlocksPerSm = 2;
 
@@ -1482,7 +1493,7 @@ Status dispatch_candidate(int id, const Int4LinearParams& p, cudaStream_t stream
 Status stream_auto(const Int4LinearParams& p, cudaStream_t stream, int pdl_flag) {
   const DeviceInfo dev = device_info(p.sm_count);
   const bool pdl_off_default = pdl_flag < 0 ? kStreamPdl : pdl_flag != 0;
-  const bool pdl_on_default = pdl_flag < 0 ? kPdlDefault : pdl_flag != 0;
+  const bool pdl_on_default = pdl_flag < 0 ? kPdlDefault && pdl_allowed() : pdl_flag != 0;
   const bool few_rows = (p.n + 31) / 32 < int64_t(kMinBlocksPerSm) * dev.sm_count;
   const bool f16 = p.dtype == DType::kF16;
   if (p.m <= 8) {
