@@ -1276,10 +1276,9 @@ Status launch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
   const int64_t m_tiles = (p.m + mchunk - 1) / mchunk;
   if (n_tiles * C::CS > (int64_t(1) << 30) || m_tiles > 65535) return Status::kUnsupported;
   auto kernel = int4_stream_kernel<T, G, C>;
-  if constexpr (C::CS > 1) {
-    static const bool usable = has_cluster_code(reinterpret_cast<const void*>(kernel));
-    if (!usable || dev.cc_major < 9) return Status::kUnsupported;
-  }
+  // the kernel runs its sm_90 code (cluster reduction, griddepcontrol.wait), not JIT-compiled compute_80 PTX
+  static const bool sm90_code = has_cluster_code(reinterpret_cast<const void*>(kernel));
+  if (C::CS > 1 && (!sm90_code || dev.cc_major < 9)) return Status::kUnsupported;
   const int mc = int(p.m < mchunk ? p.m : mchunk);
   const int64_t smem = stream_smem_bytes<C>(G, mc);
   if (smem > dev.smem_optin) return Status::kUnsupported;
@@ -1299,9 +1298,7 @@ Status launch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
   a.slot_bytes = stream_slot_bytes<C>(G, mc);
   a.x_vec_ok = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.x_stride % 8 == 0;
   if ((C::FLAGS & kXDirect) && !a.x_vec_ok) return Status::kUnsupported;   // 16-byte x loads only
-  // PDL only where the kernel runs its sm_90 code, which holds the griddepcontrol.wait: a newer GPU
-  // running the JIT-compiled compute_80 PTX (or a build without sm_90) has no wait in the kernel
-  static const bool sm90_code = has_cluster_code(reinterpret_cast<const void*>(kernel));
+  // PDL only with the sm_90 code: the compute_80 PTX (a newer GPU, or a build without sm_90) has no wait
   const bool use_pdl = pdl && dev.cc_major >= 9 && sm90_code;
   a.prefetch = use_pdl;
 
