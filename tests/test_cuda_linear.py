@@ -151,13 +151,24 @@ for m in (1, 4, 16):
     for q, s, z in layers:
         y = ops.int4_linear(y, q, s, z, None)
     print(m, hashlib.sha256(y.cpu().view(torch.int16).numpy().tobytes()).hexdigest())
+# 8704 x 1024 (many rows: the M <= 8 kernels with the late trigger) then 1024 x 8704 (few rows), three times
+wide = []
+for n, k in ((8704, 1024), (1024, 8704)) * 3:
+    w = torch.randn(n, k, dtype=dtype) * (0.5 / k ** 0.5)
+    wide.append(tuple(t.cuda() for t in reference.quantize_int4(w, 128, True)))
+for m in (1, 4, 8):
+    y = torch.randn(m, 1024, dtype=dtype).cuda()
+    for q, s, z in wide:
+        y = ops.int4_linear(y, q, s, z, None)
+    print(m, hashlib.sha256(y.cpu().view(torch.int16).numpy().tobytes()).hexdigest())
 """
 
 
 @pytest.mark.parametrize("dtype", ["f16", "bf16"])
 def test_linear_chain_pdl_default_matches_pdl_off(dtype):
     """Layers that read the previous layer's output, launched back to back: with the library's
-    programmatic dependent launch (M <= 16) the results are bitwise those of a process that turns it off
+    programmatic dependent launch (M <= 16; few-row and many-row layers, whose kernels trigger the next
+    launch early and late) the results are bitwise those of a process that turns it off
     (AWQ_DISABLE_PDL=1), and those of the same layers with a device sync between them."""
     import os
     import subprocess
@@ -170,7 +181,7 @@ def test_linear_chain_pdl_default_matches_pdl_off(dtype):
         return out.stdout.split()
 
     on, off = run({"AWQ_DISABLE_PDL": ""}), run({"AWQ_DISABLE_PDL": "1"})
-    assert len(on) == 6 and on == off
+    assert len(on) == 12 and on == off
     # in this process (PDL on unless the caller's environment says otherwise): eager chain against the
     # same chain with a sync after every layer
     from awq_ext import ops

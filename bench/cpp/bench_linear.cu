@@ -22,7 +22,9 @@
 //                per shape also the read floor (read3_kernel: the fastest plain read of the same
 //                weight, scale and zero bytes, timed the same way) and an empty kernel's time per call
 //   --sweep      also time every streaming configuration (without PDL, the best again with PDL);
-//                --cfgs 44,76,.. restricts it to those ids
+//                --cfgs 44,76,.. restricts it to those ids; --pdl-modes 1,3,5 times every swept
+//                configuration with each PDL mode too (int4_gemv_stream's pdl bits: 1 on, 2 no L2
+//                prefetch before the wait, 4 dependents launched after the main loop)
 //   --one N K M cfg   two launches of one configuration (fp16, g128) for a profiler (cfg 100: previous)
 //   --dtype f16|bf16|both   --group 32|64|128   --m 1,2,4,8,16   --out results.md
 #include <cublas_v2.h>
@@ -219,6 +221,7 @@ constexpr int kOldCfg = 100;
 // int4_gemv_stream configuration ids: the library's (AWQ_STREAM_LIBRARY) and, with -DAWQ_GEMV_TUNING,
 // every candidate of the sweep (AWQ_STREAM_TUNING), listed with their number of 8-row x tiles.
 static std::vector<int> g_sweep_only;   // --cfgs: restrict the sweep to these ids
+static std::vector<int> g_pdl_modes;    // --pdl-modes: PDL modes timed for every swept configuration
 static std::vector<int> stream_cfgs(bool small_m_only, bool large_m_only) {
   // (id, 8-row x tiles): the library's seven, then the candidates of AWQ_STREAM_TUNING
   std::vector<std::pair<int, int>> all = {{76, 1}, {44, 1}, {48, 1}, {71, 1}, {74, 2}, {73, 2}, {49, 2}};
@@ -423,9 +426,16 @@ static void check_suite(cublasHandle_t h, int sm_count) {
 // Programmatic dependent launch: a chain of square layers, each reading the previous layer's output as
 // x, launched back to back (eagerly and as one CUDA graph) with PDL must give the same bits as the
 // same chain without PDL (the kernel is deterministic), i.e. no layer read its x before it was written.
+// Run with the library's choice (cfg 0, PDL on: the few-row configuration with its early trigger) and with
+// the many-row configurations forced (48 / 71 with the library's late trigger, 71 also without the L2
+// prefetch) and the few-row one with the late trigger (76).
 static void pdl_chain_check(int sm_count) {
   constexpr int kLayers = 6;
   const int64_t n = 1024, m = 4;
+  struct Mode {
+    int cfg, pdl;
+  };
+  for (const Mode md : {Mode{0, 1}, Mode{48, 5}, Mode{71, 5}, Mode{71, 7}, Mode{76, 5}})
   for (DType dt : {DType::kF16, DType::kBF16}) {
     ++g_cases;
     std::vector<HostProblem> hps;
@@ -446,7 +456,7 @@ static void pdl_chain_check(int sm_count) {
       bool ok = true;
       for (int l = 0; l < kLayers; ++l) {
         const awq::Int4LinearParams p = params(ds[size_t(l)], hps[size_t(l)], act[size_t(l)], m, n, act[size_t(l) + 1], true, sm_count);
-        ok = awq::cuda::detail::int4_gemv_stream(p, stream, 0, pdl) == Status::kOk && ok;
+        ok = awq::cuda::detail::int4_gemv_stream(p, stream, md.cfg, pdl) == Status::kOk && ok;
       }
       return ok;
     };
@@ -475,14 +485,15 @@ static void pdl_chain_check(int sm_count) {
       return ok;
     };
     std::vector<uint16_t> ref, eager, graph;
-    bool ok = run(0, false, ref) && run(1, false, eager) && run(1, true, graph);
+    bool ok = run(0, false, ref) && run(md.pdl, false, eager) && run(md.pdl, true, graph);
     int64_t nonfinite = 0;
     for (uint16_t v : ref) nonfinite += !std::isfinite(from_bits(v, dt));
     ok = ok && nonfinite == 0 && std::memcmp(ref.data(), eager.data(), ref.size() * 2) == 0 &&
          std::memcmp(ref.data(), graph.data(), ref.size() * 2) == 0;
     if (!ok) ++g_fail;
-    std::printf("%s %s PDL chain of %d layers %ldx%ld M=%ld: eager and graph bitwise equal to no-PDL (nonfinite %ld)\n",
-                ok ? "ok  " : "FAIL", dt_name(dt), kLayers, long(n), long(n), long(m), long(nonfinite));
+    std::printf("%s %s PDL chain of %d layers %ldx%ld M=%ld cfg %d pdl mode %d: eager and graph bitwise equal to no-PDL "
+                "(nonfinite %ld)\n", ok ? "ok  " : "FAIL", dt_name(dt), kLayers, long(n), long(n), long(m), md.cfg, md.pdl,
+                long(nonfinite));
     for (auto& a : act) cudaFree(a);
     for (auto& d : ds) d.free_all();
     cudaStreamDestroy(stream);
@@ -641,6 +652,9 @@ int main(int argc, char** argv) {
     else if (a == "--out" && i + 1 < argc) out_path = argv[++i];
     else if (a == "--cfgs" && i + 1 < argc) {
       for (int64_t c : parse_list(argv[++i])) g_sweep_only.push_back(int(c));
+    }
+    else if (a == "--pdl-modes" && i + 1 < argc) {
+      for (int64_t c : parse_list(argv[++i])) g_pdl_modes.push_back(int(c));
     }
     else if (a == "--one" && i + 4 < argc) {
       // --one N K M cfg: two launches of one configuration (fp16, g128), for a profiler
@@ -811,6 +825,10 @@ int main(int argc, char** argv) {
             const double t = time_graph(stream, calls, reps, run_fn(1, cfg, 0));
             if (t <= 0) continue;
             std::printf("   sweep N=%ld K=%ld M=%ld cfg%d: %.2f us\n", long(s.n), long(s.k), long(m), cfg, t);
+            for (int mode : g_pdl_modes) {
+              const double tm2 = time_graph(stream, calls, reps, run_fn(1, cfg, mode));
+              std::printf("   sweep N=%ld K=%ld M=%ld cfg%d pdl-mode %d: %.2f us\n", long(s.n), long(s.k), long(m), cfg, mode, tm2);
+            }
             if (t < best_np) {
               best_np = t;
               best_np_cfg = cfg;

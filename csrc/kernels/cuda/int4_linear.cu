@@ -756,6 +756,12 @@ bool gemv_shape_ok(const Int4LinearParams& p) {
 // scales, bias) and every write of y comes after the wait. Without the launch attribute the wait is a
 // no-op.
 constexpr int kStreamPad = 64;
+// PDL modes of launch_stream (bits): kPdlOn launches with programmatic stream serialization;
+// kPdlNoPrefetch skips the L2 prefetches before the wait; kPdlLate lets the dependent grid launch
+// only after this block's main loop (griddepcontrol.launch_dependents there) instead of right after
+// the wait. The library uses 0, kPdlOn and kPdlOn | kPdlLate (kPdlFew / kPdlMany below); kPdlNoPrefetch
+// is for the benchmark's sweeps (int4_gemv_stream's pdl argument).
+constexpr int kPdlOn = 1, kPdlNoPrefetch = 2, kPdlLate = 4;
 
 // Variant flags of StreamCfg:
 //   kXL1      x copies through L1 (cp.async.ca): every block of an SM reads the same x, so later blocks
@@ -821,6 +827,7 @@ struct StreamArgs {
   int slot_bytes;           // bytes of one pipeline slot (w + sz + x of mc rows)
   bool x_vec_ok;            // x rows 16-byte aligned: cp.async, else element loads
   bool prefetch;            // launched with PDL: prefetch the first stages into L2 before the wait
+  bool late_trigger;        // launched with PDL: let the dependent grid launch after the main loop, not at the start
 };
 
 template <int N>
@@ -872,7 +879,7 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
     }
   }
   asm volatile("griddepcontrol.wait;" ::: "memory");
-  asm volatile("griddepcontrol.launch_dependents;");
+  if (!a.late_trigger) asm volatile("griddepcontrol.launch_dependents;");
 #endif
 
   auto slot = [&](int s) { return sbase + (s % C::STAGES) * a.slot_bytes; };
@@ -1192,6 +1199,9 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
 
   // ---- reduce the KW k-warps of each row tile: red[warp][NT tiles][8 MT cols][16 rows + 1] ------
   cp_async_wait<0>();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (a.late_trigger) asm volatile("griddepcontrol.launch_dependents;");
+#endif
   __syncthreads();
   float* red = reinterpret_cast<float*>(smem);
   constexpr int kCols = 8 * MT;
@@ -1269,7 +1279,7 @@ int64_t stream_smem_bytes(int group_size, int mc) {
 }
 
 template <typename T, int G, typename C>
-Status launch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
+Status launch_stream(const Int4LinearParams& p, cudaStream_t stream, int pdl) {
   const DeviceInfo dev = device_info(p.sm_count);
   const int mchunk = 8 * C::MT;
   const int64_t n_tiles = (p.n + C::BN - 1) / C::BN;
@@ -1299,8 +1309,9 @@ Status launch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
   a.x_vec_ok = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.x_stride % 8 == 0;
   if ((C::FLAGS & kXDirect) && !a.x_vec_ok) return Status::kUnsupported;   // 16-byte x loads only
   // PDL only with the sm_90 code: the compute_80 PTX (a newer GPU, or a build without sm_90) has no wait
-  const bool use_pdl = pdl && dev.cc_major >= 9 && sm90_code;
-  a.prefetch = use_pdl;
+  const bool use_pdl = (pdl & kPdlOn) != 0 && dev.cc_major >= 9 && sm90_code;
+  a.prefetch = use_pdl && (pdl & kPdlNoPrefetch) == 0;
+  a.late_trigger = use_pdl && (pdl & kPdlLate) != 0;
 
   if (smem > 48 * 1024) {
     // raised once per device and kernel to the largest size any shape of this configuration needs
@@ -1340,7 +1351,7 @@ Status launch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
 }
 
 template <typename C>
-Status dispatch_stream(const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
+Status dispatch_stream(const Int4LinearParams& p, cudaStream_t stream, int pdl) {
   return AWQ_DTYPE_SWITCH(p.dtype, D, [&] {
     if constexpr (D == DType::kF16) {
       return AWQ_GROUP_SWITCH(p.group_size, G, [&] { return launch_stream<__half, G, C>(p, stream, pdl); });
@@ -1449,16 +1460,23 @@ using StreamN64M16Pair = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger | kLean | kRow
 #define AWQ_STREAM_TUNING(X)
 #endif
 
-// Programmatic dependent launch (see int4_stream_kernel): on by default (kPdlDefault) for the few-row
-// configurations at M <= 8 (76 / 44) and for M 9..16 (74 / 73 / 49), where every measurement gained:
+// Programmatic dependent launch (see int4_stream_kernel), PDL modes by configuration (kPdl* bits).
+// Few rows (76 / 44 at M <= 8, 74 / 49 at M 9..16): kPdlOn (kPdlFew), where every measurement gained:
 // H200, 2026-11-21 23:20-23:50 UTC (bench/results/linear_decode_h200.md, session 10), fp16 M = 1
-// 4096 x 4096 6.26 -> 5.86 us, 4096 x 11008 11.97 -> 11.14, 4096 x 14336 14.17 -> 13.40, 5-9 % at
-// M = 4 and 8 and in bf16 (session 8: 5-7 %); M = 12 / 16 1-7 % on all six shapes in both dtypes
-// (4096 x 4096 M = 16 8.21 -> 7.65, 28672 x 8192 67.2 -> 66.5). Off (kStreamPdl) for the many-row
-// configurations at M <= 8 (48 / 71): 11008 x 4096 loses (M = 1 with 48 10.96 -> 11.91 us, M = 4 with
-// 71 11.6 -> 13.0) while the other many-row shapes gain 2-6 % (not understood); up to 20 % lost in the
-// first sweep, with other configurations.
-constexpr bool kStreamPdl = false;
+// 4096 x 4096 6.26 -> 5.86 us, 4096 x 11008 11.97 -> 11.14, 4096 x 14336 14.17 -> 13.40, 5-9 % at M = 4
+// and 8 and in bf16 (session 8: 5-7 %); M = 12 / 16 2-8 %.
+// Many rows (48 / 71 at M <= 8, 73 at M 9..16): kPdlOn | kPdlLate (kPdlMany). With the dependent grid
+// launched right after the wait, 11008 x 4096 lost 8-14 % at M = 1 and 4 (fp16 M = 1 with 48 11.11 ->
+// 11.97 us) while 14336 x 4096 and 28672 x 8192 gained 1-6 %; launched after each block's main loop
+// instead, every many-row case measured gained: H200, 2026-11-22 (linear_decode_h200.md, session 11):
+// 48 / 71 at M 1 / 4 / 8 on the three many-row shapes in both dtypes 1-5 % (36 cases, time ratios
+// 0.949-0.996; fp16 M = 1 with 48 11.11 -> 10.54 us on 11008 x 4096, 13.48 -> 12.94 on 14336 x 4096,
+// 38.59 -> 38.19 on 28672 x 8192), 73 at M 12 / 16 1-5 %, 0.3-0.8 % more than the early trigger (12
+// cases). The late trigger costs the few-row configurations up to 18 % (74 on 4096 x 14336), so they
+// keep the early one. M 17..32 (two block rows of 16, unmeasured with PDL): off.
+constexpr int kPdlFew = kPdlOn;
+constexpr int kPdlMany = kPdlOn | kPdlLate;
+constexpr int kStreamPdl = 0;  // a forced configuration's default (int4_gemv_stream with pdl < 0), M > 16
 constexpr bool kPdlDefault = true;
 
 // The environment variable AWQ_DISABLE_PDL (any value but "" or "0") turns the PDL default off, e.g.
@@ -1474,7 +1492,7 @@ bool pdl_allowed() {
 // "Few rows": fewer than kMinBlocksPerSm blocks of 32 rows per SM (N < 8448 on 132 SMs).
 constexpr int kMinBlocksPerSm = 2;
 
-Status dispatch_candidate(int id, const Int4LinearParams& p, cudaStream_t stream, bool pdl) {
+Status dispatch_candidate(int id, const Int4LinearParams& p, cudaStream_t stream, int pdl) {
   switch (id) {
 #define AWQ_STREAM_CASE(ID, ...) \
   case ID: return dispatch_stream<__VA_ARGS__>(p, stream, pdl);
@@ -1486,26 +1504,26 @@ Status dispatch_candidate(int id, const Int4LinearParams& p, cudaStream_t stream
 }
 
 // The library's choice for M <= 16 (and 16-row chunks of M <= 32); see the table above.
-// pdl_flag: < 0 the library default (kPdlDefault, or kStreamPdl for 48 / 71 and for M > 16), 0 off, 1 on.
+// pdl_flag: < 0 the library default (kPdlFew / kPdlMany where kPdlDefault and pdl_allowed(), kStreamPdl
+// for M > 16), 0 off, 1 on (kPdlFew / kPdlMany, kPdlOn for M > 16).
 Status stream_auto(const Int4LinearParams& p, cudaStream_t stream, int pdl_flag) {
   const DeviceInfo dev = device_info(p.sm_count);
-  const bool pdl_off_default = pdl_flag < 0 ? kStreamPdl : pdl_flag != 0;
-  const bool pdl_on_default = pdl_flag < 0 ? kPdlDefault && pdl_allowed() : pdl_flag != 0;
+  const bool pdl_on = pdl_flag < 0 ? kPdlDefault && pdl_allowed() : pdl_flag != 0;
+  const int pdl_few = pdl_on ? kPdlFew : 0, pdl_many = pdl_on ? kPdlMany : 0;
+  const int pdl_off = pdl_flag < 0 ? kStreamPdl : pdl_flag != 0 ? kPdlOn : 0;
   const bool few_rows = (p.n + 31) / 32 < int64_t(kMinBlocksPerSm) * dev.sm_count;
   const bool f16 = p.dtype == DType::kF16;
   if (p.m <= 8) {
     // the 16-row K-split tiles read x with 16-byte loads; otherwise (x rows not 16-byte aligned) x is staged
     const bool x_vec = reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && p.x_stride % 8 == 0;
     if (few_rows && x_vec) {
-      return f16 ? dispatch_stream<StreamKXLean>(p, stream, pdl_on_default)
-                 : dispatch_stream<StreamKX>(p, stream, pdl_on_default);
+      return f16 ? dispatch_stream<StreamKXLean>(p, stream, pdl_few) : dispatch_stream<StreamKX>(p, stream, pdl_few);
     }
-    return p.m == 1 && f16 ? dispatch_stream<StreamN32RC>(p, stream, pdl_off_default)
-                           : dispatch_stream<StreamN32Lean>(p, stream, pdl_off_default);
+    return p.m == 1 && f16 ? dispatch_stream<StreamN32RC>(p, stream, pdl_many)
+                           : dispatch_stream<StreamN32Lean>(p, stream, pdl_many);
   }
-  // M 17..32 (two block rows of 16, unmeasured with PDL): off by default
-  const bool pdl = p.m <= 16 ? pdl_on_default : pdl_off_default;
-  if (!few_rows) return dispatch_stream<StreamN64M16Lean>(p, stream, pdl);
+  if (!few_rows) return dispatch_stream<StreamN64M16Lean>(p, stream, p.m <= 16 ? pdl_many : pdl_off);
+  const int pdl = p.m <= 16 ? pdl_few : pdl_off;
   // the pair needs clusters (sm_90 code); elsewhere the previous few-row choice
   const Status st = dispatch_stream<StreamN64M16Pair>(p, stream, pdl);
   return st != Status::kUnsupported ? st : dispatch_stream<StreamN32M16>(p, stream, pdl);
@@ -1530,10 +1548,11 @@ Status int4_gemv(const Int4LinearParams& p, cudaStream_t stream, int cfg, int sp
 // cfg: 0 = the library's choice; 44, 48, 49, 71, 73, 74, 76 = the library's configurations; the other ids of
 // AWQ_STREAM_TUNING are sweep candidates, built only with -DAWQ_GEMV_TUNING (kUnsupported otherwise). Any M works with any
 // configuration (rows past 8 MT run as further block rows). pdl: < 0 the library default (for a forced
-// configuration: off, kStreamPdl, whatever the automatic choice would do with it), 0 off, 1 on.
+// configuration: off, kStreamPdl, whatever the automatic choice would do with it), 0 off, 1 on; with a
+// forced configuration also the kPdl* mode bits (kPdlOn | kPdlNoPrefetch, kPdlOn | kPdlLate).
 Status int4_gemv_stream(const Int4LinearParams& p, cudaStream_t stream, int cfg, int pdl) {
   if (!gemv_shape_ok(p)) return Status::kUnsupported;
-  if (cfg != 0) return dispatch_candidate(cfg, p, stream, pdl < 0 ? kStreamPdl : pdl != 0);
+  if (cfg != 0) return dispatch_candidate(cfg, p, stream, pdl < 0 ? kStreamPdl : pdl);
   const Status st = stream_auto(p, stream, pdl);
   if (st != Status::kUnsupported) return st;
   // the streaming configuration does not fit this device's shared memory (e.g. 99 KB on sm_86/89 vs
