@@ -1278,6 +1278,49 @@ int64_t stream_smem_bytes(int group_size, int mc) {
   return pipe > red ? pipe : red;
 }
 
+// Raises the dynamic shared memory limit of configuration C's kernel once per device, to the largest size
+// any shape of C needs (or to smem where that is more than the device allows); false if CUDA refused.
+template <typename T, int G, typename C>
+bool raise_stream_smem(const DeviceInfo& dev, int64_t smem) {
+  if (smem <= 48 * 1024) return true;
+  static std::atomic<int> raised[64];
+  int dev_id = 0;
+  cudaGetDevice(&dev_id);
+  const int max_smem = int(stream_smem_bytes<C>(G, 8 * C::MT));
+  if (dev_id < 0 || dev_id >= 64 || raised[dev_id].load(std::memory_order_relaxed) == 0) {
+    const int want = max_smem <= dev.smem_optin ? max_smem : int(smem);
+    if (cudaFuncSetAttribute(int4_stream_kernel<T, G, C>, cudaFuncAttributeMaxDynamicSharedMemorySize, want) != cudaSuccess) {
+      return false;
+    }
+    if (dev_id >= 0 && dev_id < 64 && want == max_smem) raised[dev_id].store(1, std::memory_order_relaxed);
+  }
+  return true;
+}
+
+// Resident blocks per SM of configuration C's kernel with mc rows of x (occupancy API; 0 where it fails
+// or the blocks do not fit), cached per device and mc: a host query, fine during graph capture.
+template <typename T, int G, typename C>
+int stream_blocks_per_sm(const DeviceInfo& dev, int mc) {
+  static std::atomic<int> cache[64][8 * C::MT + 1];
+  int dev_id = 0;
+  cudaGetDevice(&dev_id);
+  const bool cacheable = dev_id >= 0 && dev_id < 64 && mc >= 1 && mc <= 8 * C::MT;
+  if (cacheable) {
+    const int v = cache[dev_id][mc].load(std::memory_order_relaxed);
+    if (v != 0) return v;
+  }
+  const int64_t smem = stream_smem_bytes<C>(G, mc);
+  if (smem > dev.smem_optin || !raise_stream_smem<T, G, C>(dev, smem)) return 0;
+  int n = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, int4_stream_kernel<T, G, C>, C::kThreads, size_t(smem)) !=
+      cudaSuccess) {
+    (void)cudaGetLastError();  // this query's error only: the caller falls back to its default choice
+    return 0;
+  }
+  if (cacheable && n > 0) cache[dev_id][mc].store(n, std::memory_order_relaxed);
+  return n;
+}
+
 template <typename T, int G, typename C>
 Status launch_stream(const Int4LinearParams& p, cudaStream_t stream, int pdl) {
   const DeviceInfo dev = device_info(p.sm_count);
@@ -1313,20 +1356,7 @@ Status launch_stream(const Int4LinearParams& p, cudaStream_t stream, int pdl) {
   a.prefetch = use_pdl && (pdl & kPdlNoPrefetch) == 0;
   a.late_trigger = use_pdl && (pdl & kPdlLate) != 0;
 
-  if (smem > 48 * 1024) {
-    // raised once per device and kernel to the largest size any shape of this configuration needs
-    static std::atomic<int> raised[64];
-    int dev_id = 0;
-    cudaGetDevice(&dev_id);
-    const int max_smem = int(stream_smem_bytes<C>(G, mchunk));
-    if (dev_id < 0 || dev_id >= 64 || raised[dev_id].load(std::memory_order_relaxed) == 0) {
-      const int want = max_smem <= dev.smem_optin ? max_smem : int(smem);
-      if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, want) != cudaSuccess) {
-        return Status::kLaunchError;
-      }
-      if (dev_id >= 0 && dev_id < 64 && want == max_smem) raised[dev_id].store(1, std::memory_order_relaxed);
-    }
-  }
+  if (!raise_stream_smem<T, G, C>(dev, smem)) return Status::kLaunchError;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(unsigned(n_tiles * C::CS), unsigned(m_tiles), 1);
   cfg.blockDim = dim3(C::kThreads, 1, 1);
@@ -1365,13 +1395,14 @@ Status dispatch_stream(const Int4LinearParams& p, cudaStream_t stream, int pdl) 
 
 // Streaming configurations, StreamCfg<MT, RW, KW, KBW, STAGES, FLAGS, NT = 1, CS = 1>: BN = 16 RW NT
 // rows per block, RW x KW warps, KSB = 128 KBW KW k per stage, CS blocks per row tile (a cluster).
-// Built into the library (fp16 and bf16, G 32/64/128: 42 kernels), chosen from sweeps on the six LLM
+// Built into the library (fp16 and bf16, G 32/64/128: 48 kernels), chosen from sweeps on the six LLM
 // shapes (H200, fp16 and bf16, M 1..16, bench/results/linear_decode_h200.md); ids are those of the sweeps:
 //   id  name              MT RW KW KBW ST CS flags                BN  KSB   used for
 //   76  StreamKXLean       1  1  8  2  3  1  stagger|SA|XD|lean   16  2048  M <= 8, few rows, fp16 (x 16-byte aligned)
 //   44  StreamKX           1  1  8  2  3  1  stagger|SA|XD        16  2048  M <= 8, few rows, bf16 (x 16-byte aligned)
 //   48  StreamN32RC        1  2  4  2  2  1  L1|stagger|SA|RC     32  1024  M = 1 otherwise, fp16
 //   71  StreamN32Lean      1  2  4  2  2  1  L1|stagger|SA|RC|lean 32 1024  M <= 8 otherwise
+//  111  StreamN64Lean      1  4  2  2  3  1  L1|stagger|SA|RC|lean 64  512  M <= 8 where 48 / 71 fill their last wave badly
 //   74  StreamN64M16Pair   2  4  2  2  2  2  L1|stagger|RC|lean   64   512  M 9..16 (and 16-row chunks of M <= 32), few rows
 //   73  StreamN64M16Lean   2  4  2  2  2  1  L1|stagger|RC|lean   64   512  M 9..16, many rows
 //   49  StreamN32M16       2  2  4  2  3  1  L1|stagger|RC        32  1024  M 9..16, few rows, where 74 cannot run
@@ -1410,6 +1441,7 @@ using StreamKX = StreamCfg<1, 1, 8, 2, 3, kStagger | kScaleAfter | kXDirect>;
 using StreamKXLean = StreamCfg<1, 1, 8, 2, 3, kStagger | kScaleAfter | kXDirect | kLean>;
 using StreamN32RC = StreamCfg<1, 2, 4, 2, 2, kXL1 | kStagger | kScaleAfter | kRowCopy>;
 using StreamN32Lean = StreamCfg<1, 2, 4, 2, 2, kXL1 | kStagger | kScaleAfter | kLean | kRowCopy>;
+using StreamN64Lean = StreamCfg<1, 4, 2, 2, 3, kXL1 | kStagger | kScaleAfter | kLean | kRowCopy>;
 using StreamN32M16 = StreamCfg<2, 2, 4, 2, 3, kXL1 | kStagger | kRowCopy>;
 using StreamN64M16Lean = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger | kLean | kRowCopy>;
 using StreamN64M16Pair = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger | kLean | kRowCopy, 1, 2>;
@@ -1419,6 +1451,7 @@ using StreamN64M16Pair = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger | kLean | kRow
   X(44, StreamKX)             \
   X(48, StreamN32RC)          \
   X(71, StreamN32Lean)        \
+  X(111, StreamN64Lean)       \
   X(74, StreamN64M16Pair)     \
   X(73, StreamN64M16Lean)     \
   X(49, StreamN32M16)
@@ -1455,7 +1488,9 @@ using StreamN64M16Pair = StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger | kLean | kRow
   X(47, StreamCfg<1, 2, 4, 2, 3, kStagger | kScaleAfter | kXDirect>)   \
   X(15, StreamCfg<2, 2, 4, 2, 3, kXL1 | kStagger>)                     \
   X(16, StreamCfg<2, 4, 2, 2, 2, kXL1 | kStagger>)                     \
-  X(51, StreamCfg<1, 1, 8, 2, 3, kStagger | kScaleAfter | kXDirect | kRowCopy>)
+  X(51, StreamCfg<1, 1, 8, 2, 3, kStagger | kScaleAfter | kXDirect | kRowCopy>) \
+  X(110, StreamCfg<1, 4, 2, 2, 2, kXL1 | kStagger | kScaleAfter | kLean | kRowCopy>) \
+  X(112, StreamCfg<1, 2, 4, 2, 3, kXL1 | kStagger | kScaleAfter | kLean | kRowCopy>)
 #else
 #define AWQ_STREAM_TUNING(X)
 #endif
@@ -1503,6 +1538,53 @@ Status dispatch_candidate(int id, const Int4LinearParams& p, cudaStream_t stream
   }
 }
 
+// Fraction of the resident block slots that a grid's waves keep busy: blocks / (waves x slots).
+double wave_fill(int64_t blocks, int64_t slots) {
+  if (blocks <= 0 || slots <= 0) return 0.0;
+  return double(blocks) / double((blocks + slots - 1) / slots * slots);
+}
+
+// Resident blocks per SM of configuration C for this problem's dtype, group size and rows of x (0 if unknown).
+template <typename C>
+int blocks_per_sm(const Int4LinearParams& p, const DeviceInfo& dev) {
+  int n = 0;
+  const int mc = int(p.m < 8 * C::MT ? p.m : 8 * C::MT);
+  (void)AWQ_DTYPE_SWITCH(p.dtype, D, [&] {
+    if constexpr (D == DType::kF16) {
+      return AWQ_GROUP_SWITCH(p.group_size, G, [&] {
+        n = stream_blocks_per_sm<__half, G, C>(dev, mc);
+        return Status::kOk;
+      });
+    } else if constexpr (D == DType::kBF16) {
+      return AWQ_GROUP_SWITCH(p.group_size, G, [&] {
+        n = stream_blocks_per_sm<__nv_bfloat16, G, C>(dev, mc);
+        return Status::kOk;
+      });
+    } else {
+      return Status::kUnsupported;
+    }
+  });
+  return n;
+}
+
+// M <= 8 on many rows: the 64-row tile (111) instead of the 32-row one (N32, i.e. 48 or 71) where the
+// 32-row grid keeps less than kWideFill of its waves' block slots busy and the 64-row grid keeps more.
+// H200, 2026-11-22 (bench/results/linear_decode_h200.md, session 11), us, PDL as the library runs it:
+// 14336 x 4096 (448 blocks of 32 rows in 1.13 waves of 396 slots at M = 4..8) fp16 M = 8 71 16.85 ->
+// 111 14.08, M = 4 14.11 -> 13.09, bf16 17.32 -> 14.83, 15.03 -> 14.10; where the 32-row grid fills its
+// waves better the 64-row tile is slower: 11008 x 4096 (344 blocks, 0.87 of a wave) M = 8 12.81 ->
+// 13.96, 28672 x 8192 (2.26 waves, 75 % filled) M = 4 43.83 -> 46.46.
+constexpr double kWideFill = 0.65;
+template <typename N32>
+bool wide_tile_pays(const Int4LinearParams& p, const DeviceInfo& dev) {
+  const int64_t slots32 = int64_t(blocks_per_sm<N32>(p, dev)) * dev.sm_count;
+  const int64_t slots64 = int64_t(blocks_per_sm<StreamN64Lean>(p, dev)) * dev.sm_count;
+  if (slots32 <= 0 || slots64 <= 0) return false;
+  const double fill32 = wave_fill((p.n + N32::BN - 1) / N32::BN, slots32);
+  const double fill64 = wave_fill((p.n + StreamN64Lean::BN - 1) / StreamN64Lean::BN, slots64);
+  return fill32 < kWideFill && fill64 > fill32;
+}
+
 // The library's choice for M <= 16 (and 16-row chunks of M <= 32); see the table above.
 // pdl_flag: < 0 the library default (kPdlFew / kPdlMany where kPdlDefault and pdl_allowed(), kStreamPdl
 // for M > 16), 0 off, 1 on (kPdlFew / kPdlMany, kPdlOn for M > 16).
@@ -1519,8 +1601,12 @@ Status stream_auto(const Int4LinearParams& p, cudaStream_t stream, int pdl_flag)
     if (few_rows && x_vec) {
       return f16 ? dispatch_stream<StreamKXLean>(p, stream, pdl_few) : dispatch_stream<StreamKX>(p, stream, pdl_few);
     }
-    return p.m == 1 && f16 ? dispatch_stream<StreamN32RC>(p, stream, pdl_many)
-                           : dispatch_stream<StreamN32Lean>(p, stream, pdl_many);
+    const bool rc = p.m == 1 && f16;
+    if (rc ? wide_tile_pays<StreamN32RC>(p, dev) : wide_tile_pays<StreamN32Lean>(p, dev)) {
+      const Status st = dispatch_stream<StreamN64Lean>(p, stream, pdl_many);
+      if (st != Status::kUnsupported) return st;
+    }
+    return rc ? dispatch_stream<StreamN32RC>(p, stream, pdl_many) : dispatch_stream<StreamN32Lean>(p, stream, pdl_many);
   }
   if (!few_rows) return dispatch_stream<StreamN64M16Lean>(p, stream, p.m <= 16 ? pdl_many : pdl_off);
   const int pdl = p.m <= 16 ? pdl_few : pdl_off;
@@ -1545,7 +1631,7 @@ Status int4_gemv(const Int4LinearParams& p, cudaStream_t stream, int cfg, int sp
 }
 
 // Streaming GEMV with a forced configuration (benchmark sweeps, tests).
-// cfg: 0 = the library's choice; 44, 48, 49, 71, 73, 74, 76 = the library's configurations; the other ids of
+// cfg: 0 = the library's choice; 44, 48, 49, 71, 73, 74, 76, 111 = the library's configurations; the other ids of
 // AWQ_STREAM_TUNING are sweep candidates, built only with -DAWQ_GEMV_TUNING (kUnsupported otherwise). Any M works with any
 // configuration (rows past 8 MT run as further block rows). pdl: < 0 the library default (for a forced
 // configuration: off, kStreamPdl, whatever the automatic choice would do with it), 0 off, 1 on; with a
