@@ -90,6 +90,16 @@ def test_linear_strided_rows_symmetric(dtype, m):
     _check(x, qweight, scales, zeros, None)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [2, 5, 8, 12])
+def test_linear_many_rows(dtype, m):
+    # 14336 rows: many row tiles, whose 32-row grid fills its last wave badly, so M 2..8 may take the
+    # 64-row tile (M 5..8 on an H200) and M 9..16 the 64-row M = 16 tile; both with the late PDL trigger
+    n, k = 14336, 512
+    qweight, scales, zeros = _quantized(n, k, 64, dtype)
+    _check(torch.randn(m, k, dtype=dtype), qweight, scales, zeros, torch.randn(n, dtype=dtype))
+
+
 @pytest.mark.parametrize("m", [1, 4, 16])
 def test_linear_llm_shape(m):
     # one real layer shape: few row tiles, so the kernel splits K across the warps of a block
