@@ -152,25 +152,20 @@ import hashlib, sys, torch
 from awq_ext import ops, reference
 torch.manual_seed(0)
 dtype = torch.float16 if sys.argv[1] == "f16" else torch.bfloat16
-layers = []
-for _ in range(6):
-    w = torch.randn(1024, 1024, dtype=dtype) * 0.03
-    layers.append(tuple(t.cuda() for t in reference.quantize_int4(w, 128, True)))
-for m in (1, 4, 16):
-    y = torch.randn(m, 1024, dtype=dtype).cuda()
-    for q, s, z in layers:
-        y = ops.int4_linear(y, q, s, z, None)
-    print(m, hashlib.sha256(y.cpu().view(torch.int16).numpy().tobytes()).hexdigest())
+
+def layer(n, k, std):
+    return tuple(t.cuda() for t in reference.quantize_int4(torch.randn(n, k, dtype=dtype) * std, 128, True))
+
+def chain(layers, ms):
+    for m in ms:
+        y = torch.randn(m, layers[0][0].shape[1] * 8, dtype=dtype).cuda()
+        for q, s, z in layers:
+            y = ops.int4_linear(y, q, s, z, None)
+        print(m, hashlib.sha256(y.cpu().view(torch.int16).numpy().tobytes()).hexdigest())
+
+chain([layer(1024, 1024, 0.03) for _ in range(6)], (1, 4, 16))
 # 8704 x 1024 (many rows: the M <= 8 kernels with the late trigger) then 1024 x 8704 (few rows), three times
-wide = []
-for n, k in ((8704, 1024), (1024, 8704)) * 3:
-    w = torch.randn(n, k, dtype=dtype) * (0.5 / k ** 0.5)
-    wide.append(tuple(t.cuda() for t in reference.quantize_int4(w, 128, True)))
-for m in (1, 4, 8):
-    y = torch.randn(m, 1024, dtype=dtype).cuda()
-    for q, s, z in wide:
-        y = ops.int4_linear(y, q, s, z, None)
-    print(m, hashlib.sha256(y.cpu().view(torch.int16).numpy().tobytes()).hexdigest())
+chain([layer(n, k, 0.5 / k ** 0.5) for n, k in ((8704, 1024), (1024, 8704)) * 3], (1, 4, 8))
 """
 
 
