@@ -24,8 +24,9 @@
 //   --sweep      also time every streaming configuration (without PDL, the best again with PDL);
 //                --cfgs 44,76,.. restricts it to those ids; --pdl-modes 1,3,5 times every swept
 //                configuration with each PDL mode too (int4_gemv_stream's pdl bits: 1 on, 2 no L2
-//                prefetch before the wait, 4 dependents launched after the main loop)
-//   --one N K M cfg   two launches of one configuration (fp16, g128) for a profiler (cfg 100: previous)
+//                prefetch before the wait, 4 dependents launched after the main loop); the sweep's
+//                "+pdl" line times the fastest configuration with mode 1
+//   --one N K M cfg   two launches of one configuration (fp16, g128) for a profiler (cfg 1000: previous)
 //   --dtype f16|bf16|both   --group 32|64|128   --m 1,2,4,8,16   --out results.md
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -214,10 +215,10 @@ struct CheckCase {
   bool bias;
   int64_t x_pad;   // x_stride = k + x_pad (elements); x_pad % 8 != 0 misaligns rows
   int x_offset;    // elements the x base pointer is shifted by
-  int cfg, split;  // -1: int4_linear; 0..99: int4_gemv_stream(cfg); kOldCfg: the register-pipelined GEMV
+  int cfg, split;  // -1: int4_linear; 0..999: int4_gemv_stream(cfg); kOldCfg: the register-pipelined GEMV
   int pdl = -1;    // int4_gemv_stream: -1 default, 0 off, 1 on
 };
-constexpr int kOldCfg = 100;
+constexpr int kOldCfg = 1000;  // above every streaming configuration id
 // int4_gemv_stream configuration ids: the library's (AWQ_STREAM_LIBRARY) and, with -DAWQ_GEMV_TUNING,
 // every candidate of the sweep (AWQ_STREAM_TUNING), listed with their number of 8-row x tiles.
 static std::vector<int> g_sweep_only;   // --cfgs: restrict the sweep to these ids
@@ -374,7 +375,8 @@ static void run_check(const CheckCase& c, cublasHandle_t h, int sm_count, bool w
 static void check_suite(cublasHandle_t h, int sm_count) {
   std::printf("== correctness: int4_linear vs fp64 host reference (tolerance 2x cuBLAS error) ==\n");
   struct Shape { int64_t n, k; };
-  // 14336 x 512: many rows whose 32-row grid fills its last wave badly, so M 2..8 take the 64-row tile (111)
+  // 14336 x 512: many rows whose 32-row grid may fill its last wave badly, so some M <= 8 take the 64-row tile
+  // (111; on an H200 at g128 M 5..8, see stream_auto)
   const Shape shapes[] = {{512, 4096}, {1000, 576}, {192, 1536}, {4096, 4160}, {17, 256}, {300, 11008}, {14336, 512}};
   const int64_t ms[] = {1, 3, 7, 8, 9, 16, 17, 32};
   for (DType dt : {DType::kF16, DType::kBF16}) {
@@ -428,15 +430,15 @@ static void check_suite(cublasHandle_t h, int sm_count) {
 // x, launched back to back (eagerly and as one CUDA graph) with PDL must give the same bits as the
 // same chain without PDL (the kernel is deterministic), i.e. no layer read its x before it was written.
 // Run with the library's choice (cfg 0, PDL on: the few-row configuration with its early trigger) and with
-// the many-row configurations forced (48 / 71 with the library's late trigger, 71 also without the L2
-// prefetch) and the few-row one with the late trigger (76).
+// the many-row configurations forced (48 / 71 / 111 / 73 with the library's late trigger, 71 also without
+// the L2 prefetch) and the few-row ones with the late trigger (76, and the cluster pair 74).
 static void pdl_chain_check(int sm_count) {
   constexpr int kLayers = 6;
   const int64_t n = 1024, m = 4;
   struct Mode {
     int cfg, pdl;
   };
-  for (const Mode md : {Mode{0, 1}, Mode{48, 5}, Mode{71, 5}, Mode{71, 7}, Mode{76, 5}})
+  for (const Mode md : {Mode{0, 1}, Mode{48, 5}, Mode{71, 5}, Mode{71, 7}, Mode{111, 5}, Mode{76, 5}, Mode{73, 5}, Mode{74, 5}})
   for (DType dt : {DType::kF16, DType::kBF16}) {
     ++g_cases;
     std::vector<HostProblem> hps;
@@ -828,6 +830,7 @@ int main(int argc, char** argv) {
             std::printf("   sweep N=%ld K=%ld M=%ld cfg%d: %.2f us\n", long(s.n), long(s.k), long(m), cfg, t);
             for (int mode : g_pdl_modes) {
               const double tm2 = time_graph(stream, calls, reps, run_fn(1, cfg, mode));
+              if (tm2 <= 0) continue;
               std::printf("   sweep N=%ld K=%ld M=%ld cfg%d pdl-mode %d: %.2f us\n", long(s.n), long(s.k), long(m), cfg, mode, tm2);
             }
             if (t < best_np) {

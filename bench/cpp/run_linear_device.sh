@@ -33,7 +33,7 @@ for step in "$@"; do
     racecheck) stamp racecheck; timeout ${T_SAN:-60} compute-sanitizer --tool racecheck --error-exitcode 3 $BIN --sanitize > "$OUT/racecheck.log" 2>&1; echo "racecheck rc=$?"; tail -4 "$OUT/racecheck.log" ;;
     sweep) stamp sweep; timeout ${T_BENCH:-100} $BIN --sweep --dtype both --m 1,2,4,8,16 > "$OUT/sweep.log" 2>&1; echo "sweep rc=$?"; grep -A 60 "^### " "$OUT/sweep.log" ;;
     ncu) stamp ncu
-      for c in "28672 8192 1 ${NCU_CFG:-8}" "28672 8192 1 100" "4096 4096 1 ${NCU_CFG_SMALL:-12}"; do
+      for c in "28672 8192 1 ${NCU_CFG:-8}" "28672 8192 1 1000" "4096 4096 1 ${NCU_CFG_SMALL:-12}"; do
         timeout 40 ncu --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \
           --section Occupancy --section LaunchStats -k regex:int4 --launch-skip 1 --launch-count 1 $BIN --one $c \
           >> "$OUT/ncu.log" 2>&1

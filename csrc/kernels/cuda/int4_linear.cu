@@ -1200,6 +1200,8 @@ __global__ void __launch_bounds__(C::kThreads) int4_stream_kernel(const StreamAr
   // ---- reduce the KW k-warps of each row tile: red[warp][NT tiles][8 MT cols][16 rows + 1] ------
   cp_async_wait<0>();
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // kPdlLate: the block's trigger is its first thread's, so the dependents may launch once the first warp of
+  // every block has left the main loop
   if (a.late_trigger) asm volatile("griddepcontrol.launch_dependents;");
 #endif
   __syncthreads();
@@ -1310,7 +1312,11 @@ int stream_blocks_per_sm(const DeviceInfo& dev, int mc) {
     if (v != 0) return v;
   }
   const int64_t smem = stream_smem_bytes<C>(G, mc);
-  if (smem > dev.smem_optin || !raise_stream_smem<T, G, C>(dev, smem)) return 0;
+  if (smem > dev.smem_optin) return 0;
+  if (!raise_stream_smem<T, G, C>(dev, smem)) {
+    (void)cudaGetLastError();  // the attribute call's error only: the caller falls back to its default choice
+    return 0;
+  }
   int n = 0;
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, int4_stream_kernel<T, G, C>, C::kThreads, size_t(smem)) !=
       cudaSuccess) {
@@ -1569,11 +1575,19 @@ int blocks_per_sm(const Int4LinearParams& p, const DeviceInfo& dev) {
 
 // M <= 8 on many rows: the 64-row tile (111) instead of the 32-row one (N32, i.e. 48 or 71) where the
 // 32-row grid keeps less than kWideFill of its waves' block slots busy and the 64-row grid keeps more.
-// H200, 2026-11-22 (bench/results/linear_decode_h200.md, session 11), us, PDL as the library runs it:
-// 14336 x 4096 (448 blocks of 32 rows in 1.13 waves of 396 slots at M = 4..8) fp16 M = 8 71 16.85 ->
-// 111 14.08, M = 4 14.11 -> 13.09, bf16 17.32 -> 14.83, 15.03 -> 14.10; where the 32-row grid fills its
-// waves better the 64-row tile is slower: 11008 x 4096 (344 blocks, 0.87 of a wave) M = 8 12.81 ->
-// 13.96, 28672 x 8192 (2.26 waves, 75 % filled) M = 4 43.83 -> 46.46.
+// H200, 2026-11-22 (bench/results/linear_decode_h200.md, session 11), g128, us, PDL as the library runs
+// it: 14336 x 4096 at M = 5..8 (448 blocks of 32 rows in 1.13 waves of 396 slots, 3 per SM) fp16 M = 8
+// 71 16.84 -> 111 14.10, M = 5 14.98 -> 13.13, bf16 M = 8 17.24 -> 14.79; where the 32-row grid fills its
+// waves better the 64-row tile is slower: 11008 x 4096 (344 blocks, 0.87 of a wave) M = 8 12.77 ->
+// 13.88, 28672 x 8192 (2.26 waves, 75 % filled) M = 4 43.81 -> 45.98. Not captured by the rule: 14336 x
+// 4096 at M = 4 (71 at 4 blocks per SM, 85 % filled; 111 is 7 % faster) and M = 1..3 (111 2-7 % slower).
+// Resident blocks come from the occupancy API, so the choice follows the kernels' register counts
+// (near 64 for 48 / 71: another compiler or group size may move them across the 4-blocks-per-SM line).
+// Group sizes 64 and 32 (same session, call 7): at g64 48 / 71 hold fewer blocks per SM and the rule
+// takes 111 for 14336 x 4096 at every M (fp16 M = 1 48 17.29 -> 111 14.73 us, M = 8 71 18.14 -> 16.21),
+// at g32 for M = 3..7 (fp16 M = 4 20.15 -> 17.53). Over g32 / 64 / 128, M 1..8, the three many-row
+// shapes and both dtypes it never took the slower tile; it misses g32 M = 8 (11008 and 14336 x 4096,
+// 7-13 %) and g64 bf16 M = 1..3 on 14336 x 4096 (3-4 %).
 constexpr double kWideFill = 0.65;
 template <typename N32>
 bool wide_tile_pays(const Int4LinearParams& p, const DeviceInfo& dev) {
