@@ -121,12 +121,13 @@ def test_linear_deterministic(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m", [1, 16])
-def test_linear_cuda_graph(dtype, m):
-    """Captured once, replayed on new inputs: no host sync or allocation inside the op."""
+@pytest.mark.parametrize("m, n, k", [(1, 1000, 576), (16, 1000, 576), (64, 1024, 2048)])
+def test_linear_cuda_graph(dtype, m, n, k):
+    """Captured once, replayed on new inputs: no host sync or allocation inside the op. M = 64 on
+    1024 x 2048 runs the GEMM with split-K (8 tiles on an H100 / H200), its reduce kernel a
+    programmatic dependent launch of the GEMM inside the graph."""
     from awq_ext import ops
 
-    n, k = 1000, 576
     qweight, scales, zeros = _quantized(n, k, 64, dtype)
     bias = torch.randn(n, dtype=dtype)
     dq, ds, dz, db = (t.cuda() for t in (qweight, scales, zeros, bias))
@@ -166,6 +167,9 @@ def chain(layers, ms):
 chain([layer(1024, 1024, 0.03) for _ in range(6)], (1, 4, 16))
 # 8704 x 1024 (many rows: the M <= 8 kernels with the late trigger) then 1024 x 8704 (few rows), three times
 chain([layer(n, k, 0.5 / k ** 0.5) for n, k in ((8704, 1024), (1024, 8704)) * 3], (1, 4, 8))
+# 2048 x 2048 at M = 64 and 100: the GEMM with 2 K splits on an H100 / H200, its reduce kernel launched
+# as a programmatic dependent of the GEMM
+chain([layer(2048, 2048, 0.5 / 2048 ** 0.5) for _ in range(4)], (64, 100))
 """
 
 
@@ -173,8 +177,9 @@ chain([layer(n, k, 0.5 / k ** 0.5) for n, k in ((8704, 1024), (1024, 8704)) * 3]
 def test_linear_chain_pdl_default_matches_pdl_off(dtype):
     """Layers that read the previous layer's output, launched back to back: with the library's
     programmatic dependent launch (M <= 16; few-row and many-row layers, whose kernels trigger the next
-    launch early and late) the results are bitwise those of a process that turns it off
-    (AWQ_DISABLE_PDL=1), and those of the same layers with a device sync between them."""
+    launch early and late; split-K GEMMs at M = 64 and 100, whose reduce kernel is their dependent) the
+    results are bitwise those of a process that turns it off (AWQ_DISABLE_PDL=1), and those of the
+    same layers with a device sync between them."""
     import os
     import subprocess
     import sys
@@ -186,7 +191,7 @@ def test_linear_chain_pdl_default_matches_pdl_off(dtype):
         return out.stdout.split()
 
     on, off = run({"AWQ_DISABLE_PDL": ""}), run({"AWQ_DISABLE_PDL": "1"})
-    assert len(on) == 12 and on == off
+    assert len(on) == 16 and on == off
     # in this process (PDL on unless the caller's environment says otherwise): eager chain against the
     # same chain with a sync after every layer
     from awq_ext import ops

@@ -4,11 +4,25 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+
 #include "awq/core.h"
 
 namespace awq {
 namespace cuda {
 namespace detail {
+
+// Programmatic dependent launch, the library's default for the decode kernels (int4_linear.cu) and for
+// the split-K reduce after the wgmma GEMM (int4_gemm_sm90.cu). The environment variable
+// AWQ_DISABLE_PDL (any value but "" or "0") turns it off, e.g. to rule it out when debugging or
+// profiling; read once per process.
+inline bool pdl_allowed() {
+  static const bool allowed = [] {
+    const char* v = std::getenv("AWQ_DISABLE_PDL");
+    return v == nullptr || v[0] == '\0' || (v[0] == '0' && v[1] == '\0');
+  }();
+  return allowed;
+}
 
 // Tensor-core INT4 GEMM for the prefill / batched regime. Returns kUnsupported for shapes or
 // dtypes it does not handle (the binding then falls back to dequantize + cuBLAS).

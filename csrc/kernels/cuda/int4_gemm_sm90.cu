@@ -122,6 +122,12 @@ namespace {
 constexpr int kBK = 64;       // k per stage: one 128-byte swizzle row of x, 8 packed words of W
 constexpr int kGroupT = 8;    // token tiles per raster group (L2 reuse of x and W at large M)
 constexpr int kMaxSplits = 16;
+// Split-K's reduce kernel as a programmatic dependent launch of the GEMM (see launch_splitk_reduce;
+// off with AWQ_DISABLE_PDL, see pdl_allowed). H200, 2026-11-22 (gemm_notes.md, session 12): 0.1-0.4 us
+// less per split-K call (4096 x 4096 M = 64 12.5-12.6 -> 12.2 us). -DAWQ_SPLITK_PDL=0 for A/B builds.
+#ifndef AWQ_SPLITK_PDL
+#define AWQ_SPLITK_PDL 1
+#endif
 
 struct Sm90Args {
   const void* x;
@@ -354,6 +360,9 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) int4_gemm_wgmm
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wg = warp >> 2, wq = warp & 3;
+  // split-K: the reduce kernel is launched as our programmatic dependent; let it be scheduled now
+  // (it waits for this grid's completion before reading the partials)
+  if (AWQ_SPLITK_PDL && a.splits > 1) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
   const int g = lane >> 2, t = lane & 3;
 
   // ---- loads: per stage one TMA of x and one of W (thread 0), completing on the stage's mbarrier ----
@@ -1140,7 +1149,8 @@ Status launch(const Int4LinearParams& p, const WgPlan& pl, cudaStream_t stream) 
   kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(x_map, x_tail, w_map, a);
   if (cudaGetLastError() != cudaSuccess) return Status::kLaunchError;
   if (pl.splits > 1) {
-    const Status rs = launch_splitk_reduce<T>(a.partials, pl.splits, p.m, p.n, p.bias, p.y, stream);
+    const Status rs =
+        launch_splitk_reduce<T>(a.partials, pl.splits, p.m, p.n, p.bias, p.y, stream, AWQ_SPLITK_PDL != 0 && pdl_allowed());
     if (rs != Status::kOk) return rs;
   }
   return Status::kOk;

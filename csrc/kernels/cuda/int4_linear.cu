@@ -1520,15 +1520,7 @@ constexpr int kPdlMany = kPdlOn | kPdlLate;
 constexpr int kStreamPdl = 0;  // a forced configuration's default (int4_gemv_stream with pdl < 0), M > 16
 constexpr bool kPdlDefault = true;
 
-// The environment variable AWQ_DISABLE_PDL (any value but "" or "0") turns the PDL default off, e.g.
-// to rule it out when debugging or profiling; read once per process.
-bool pdl_allowed() {
-  static const bool allowed = [] {
-    const char* v = std::getenv("AWQ_DISABLE_PDL");
-    return v == nullptr || v[0] == '\0' || (v[0] == '0' && v[1] == '\0');
-  }();
-  return allowed;
-}
+// (AWQ_DISABLE_PDL turns the default off: detail::pdl_allowed, int4_gemm.h)
 
 // "Few rows": fewer than kMinBlocksPerSm blocks of 32 rows per SM (N < 8448 on 132 SMs).
 constexpr int kMinBlocksPerSm = 2;
@@ -1604,7 +1596,7 @@ bool wide_tile_pays(const Int4LinearParams& p, const DeviceInfo& dev) {
 // for M > 16), 0 off, 1 on (kPdlFew / kPdlMany, kPdlOn for M > 16).
 Status stream_auto(const Int4LinearParams& p, cudaStream_t stream, int pdl_flag) {
   const DeviceInfo dev = device_info(p.sm_count);
-  const bool pdl_on = pdl_flag < 0 ? kPdlDefault && pdl_allowed() : pdl_flag != 0;
+  const bool pdl_on = pdl_flag < 0 ? kPdlDefault && detail::pdl_allowed() : pdl_flag != 0;
   const int pdl_few = pdl_on ? kPdlFew : 0, pdl_many = pdl_on ? kPdlMany : 0;
   const int pdl_off = pdl_flag < 0 ? kStreamPdl : pdl_flag != 0 ? kPdlOn : 0;
   const bool few_rows = (p.n + 31) / 32 < int64_t(kMinBlocksPerSm) * dev.sm_count;

@@ -50,6 +50,11 @@ template <typename T>
 __global__ void __launch_bounds__(256) splitk_reduce_kernel(const float* __restrict__ partials, int splits,
                                                             int64_t mn, int n, const T* __restrict__ bias,
                                                             T* __restrict__ y) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // launched as a programmatic dependent of the GEMM (launch_splitk_reduce with pdl): wait until the
+  // GEMM grid has completed and its partials are visible; without PDL this returns at once
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
   const int64_t e = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
   if (e >= mn) return;
   float4 s = *reinterpret_cast<const float4*>(partials + e);
@@ -77,13 +82,32 @@ __global__ void __launch_bounds__(256) splitk_reduce_kernel(const float* __restr
   }
 }
 
+// pdl: launch the reduce as a programmatic dependent of the kernel just launched on the stream
+// (sm_90; that kernel signals griddepcontrol.launch_dependents early), so its grid is resident and
+// waiting when the GEMM ends instead of being launched after it.
 template <typename T>
 Status launch_splitk_reduce(const float* partials, int splits, int64_t m, int64_t n, const void* bias, void* y,
-                            cudaStream_t stream) {
+                            cudaStream_t stream, bool pdl = false) {
   const int64_t mn = m * n;
-  splitk_reduce_kernel<T><<<unsigned((mn / 4 + 255) / 256), 256, 0, stream>>>(
-      partials, splits, mn, int(n), static_cast<const T*>(bias), static_cast<T*>(y));
-  return cudaGetLastError() == cudaSuccess ? Status::kOk : Status::kLaunchError;
+  const unsigned blocks = unsigned((mn / 4 + 255) / 256);
+  if (!pdl) {
+    splitk_reduce_kernel<T><<<blocks, 256, 0, stream>>>(partials, splits, mn, int(n), static_cast<const T*>(bias),
+                                                        static_cast<T*>(y));
+    return cudaGetLastError() == cudaSuccess ? Status::kOk : Status::kLaunchError;
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(blocks);
+  cfg.blockDim = dim3(256);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, splitk_reduce_kernel<T>, partials, splits, mn, int(n), static_cast<const T*>(bias),
+                            static_cast<T*>(y)) == cudaSuccess
+             ? Status::kOk
+             : Status::kLaunchError;
 }
 
 }  // namespace detail
