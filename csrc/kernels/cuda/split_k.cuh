@@ -14,6 +14,11 @@
 namespace awq {
 namespace cuda {
 namespace detail {
+// Internal linkage: each translation unit (int4_gemm.cu, int4_gemm_sm90.cu) launches its own
+// instance of the reduce kernel, compiled for that file's targets. The sm_90 file launches its copy as
+// a programmatic dependent, which is only safe with the sm_90 code's griddepcontrol.wait; with one
+// shared instance the runtime could run the other file's (say sm_80 PTX only) copy, which has none.
+namespace {
 
 // Split-K only while the tiles fill less than one wave: pick the split count (each split keeping at
 // least min_kblocks_per_split k-blocks, at most max_splits) whose blocks fill the waves best,
@@ -104,12 +109,15 @@ Status launch_splitk_reduce(const float* partials, int splits, int64_t m, int64_
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, splitk_reduce_kernel<T>, partials, splits, mn, int(n), static_cast<const T*>(bias),
-                            static_cast<T*>(y)) == cudaSuccess
-             ? Status::kOk
-             : Status::kLaunchError;
+  if (cudaLaunchKernelEx(&cfg, splitk_reduce_kernel<T>, partials, splits, mn, int(n), static_cast<const T*>(bias),
+                         static_cast<T*>(y)) == cudaSuccess)
+    return Status::kOk;
+  // the GEMM is already queued: clear the error and launch the reduce in plain stream order
+  (void)cudaGetLastError();
+  return launch_splitk_reduce<T>(partials, splits, m, n, bias, y, stream, false);
 }
 
+}  // namespace
 }  // namespace detail
 }  // namespace cuda
 }  // namespace awq
