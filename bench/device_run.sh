@@ -40,7 +40,7 @@ if has bench; then
   stamp bench
   mkdir -p "$OUT/bench"
   python3 bench/bench_linear.py --out "$OUT/bench" > "$OUT/bench_linear_fp16.log" 2>&1; echo "bench_linear fp16 rc=$?"
-  python3 bench/bench_linear.py --dtype bfloat16 --m 1,4,16,32,64,256,1024 --out "$OUT/bench_bf16" --no-plot \
+  python3 bench/bench_linear.py --dtype bfloat16 --m 1,4,16,32,64,256,1024,4096 --out "$OUT/bench_bf16" --no-plot \
     > "$OUT/bench_linear_bf16.log" 2>&1; echo "bench_linear bf16 rc=$?"
   python3 bench/bench_quant.py --out "$OUT/bench/quant_ops.md" > "$OUT/bench_quant.log" 2>&1; echo "bench_quant rc=$?"
   tail -45 "$OUT/bench_linear_fp16.log"

@@ -1,7 +1,7 @@
 """CUDA int4_linear in the GEMM regime (M > 16) against the oracle.
 
 Two kernels sit behind it: on compute capability 9.0 (H100/H200) the wgmma kernel of
-int4_gemm_sm90.cu for 17 <= M <= 1024 with N % 64 == 0 and K % 64 == 0 (shapes N = 192, 320 below: half a
+int4_gemm_sm90.cu for 17 <= M <= 4096 with N % 64 == 0 and K % 64 == 0 (shapes N = 192, 320 below: half a
 256- or 128-row tile, K = 1152: 18 k-blocks, group size 96 puts group boundaries inside k-blocks),
 otherwise the mma.sync kernel of int4_gemm.cu (N = 136, 264; K = 1056 with a 32-wide k tail).
 Rule: err(kernel, fp64) <= 2 * err(torch at the same dtype, fp64), errors as relative L2 norms.
@@ -51,6 +51,20 @@ def test_gemm_matches_oracle(dtype, m, shape):
         qweight, scales, zeros = reference.quantize_int4(w, g, True)  # on the CPU, then moved
         x = torch.randn(m, k, dtype=dtype)
         _check(x, qweight, scales, zeros, torch.randn(n, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1100, 4096, 4097])
+def test_gemm_large_m(dtype, m):
+    """Past M = 1024: 1100 (four 256-token tiles and a shifted fifth), 4096 (the wgmma kernel's
+    largest M on H100 / H200) and 4097 (the dequantize + cuBLAS fallback)."""
+    torch.manual_seed(m)
+    n, k, g = 192, 1152, 128
+    w = torch.randn(n, k, dtype=dtype) * 0.05
+    qweight, scales, zeros = reference.quantize_int4(w, g, True)
+    x = torch.randn(m, k, dtype=dtype)
+    bias = torch.randn(n, dtype=dtype) * 0.1
+    _check(x, qweight, scales, zeros, bias)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -3,7 +3,7 @@
 //
 // mma.sync (m16n8k16, sm_80+) runs on A100 and H100 from one source and takes B straight from
 // registers (the dequantized weights never touch shared memory). On compute capability 9.0 the
-// wgmma kernel of int4_gemm_sm90.cu serves every M it handles (17 .. 1024; weights as the register
+// wgmma kernel of int4_gemm_sm90.cu serves every M it handles (17 .. 4096; weights as the register
 // A operand, tokens as the wgmma n dimension); this one serves what it declines there and every
 // M <= kMaxM on other GPUs. CUTLASS is not used because it is not installed and CI compiles every kernel on two cores.
 //

@@ -36,15 +36,17 @@ int64_t int4_gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, int group_siz
 // group_size % 32). cfg: tile configuration (-1 automatic, 0 .. int4_gemm_sm90_num_configs() - 1);
 // splits: split-K count (0 automatic), -1 stream-K (configurations 1, 4, 6, 7; kUnsupported for the
 // others). Forced values are for the benchmark and tests.
-// Above kSm90MaxM the binding's dequantize + cuBLAS fallback is as fast or faster (H200,
-// 2026-11-21, geo-mean over six LLM shapes: M = 1024 this kernel 0.84x cuBLAS against 0.77x for the
-// fallback; M = 2048 0.84x against 0.86x; M = 4096 0.82x, measured before the batched order, against
-// 0.92x; bench/results/gemm_notes.md).
+// Up to kSm90MaxM = 4096 (H200, 2026-11-22, bench/results/gemm_notes.md, session 13; C++ benchmark,
+// graph-timed bursts, against the binding's dequantize + cuBLAS fallback on six LLM shapes): M = 2048
+// 5-10 % faster on all six; M = 4096 level (+1..5 % on four shapes, -2 % on 14336 x 4096, -6 % on
+// 4096 x 14336); under sustained load (power-capped clocks, bench/cpp/gemm_soak.sh) 3-5 % faster on
+// all six at M = 4096, and no [N, K] fp16 temporary. At M = 8192 the fallback is faster on four of
+// six shapes (up to 14 %), so it keeps M > 4096.
 // From M = 17 (the decode kernels take M <= 16): at M = 17..48 the 64-token tile with its padding
 // rows still beats the mma.sync kernel, 1.21-1.23x cuBLAS against ~0.97x (H200, 12:40 UTC,
 // raw_gemm_h200/tune_m17-48.log).
 constexpr int64_t kSm90MinM = 17;
-constexpr int64_t kSm90MaxM = 1024;
+constexpr int64_t kSm90MaxM = 4096;
 Status int4_gemm_sm90(const Int4LinearParams& p, cudaStream_t stream, int cfg, int splits);
 int int4_gemm_sm90_num_configs();
 // Whether int4_gemm would take the wgmma path for this problem on the current device.

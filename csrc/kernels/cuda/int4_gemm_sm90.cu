@@ -1,5 +1,5 @@
 // Hopper (sm_90a) W4A16 GEMM on wgmma: y [M, N] = x [M, K] @ W^T (+ bias), W [N, K] as 4-bit codes
-// in the kernel layout (layout.h). Used for kSm90MinM <= M <= kSm90MaxM (int4_gemm.h, 17 .. 1024) on
+// in the kernel layout (layout.h). Used for kSm90MinM <= M <= kSm90MaxM (int4_gemm.h, 17 .. 4096) on
 // compute capability 9.0; int4_gemm.cu dispatches here first and keeps its mma.sync kernel for
 // what this one declines and for other GPUs.
 //
@@ -819,7 +819,8 @@ bool sk_cfg(int cfg) { return cfg == 1 || cfg == 4 || cfg == 6 || cfg == 7; }
 // M = 128: cfg 7 1.00x (4 0.99x, 5 0.92x); M = 256: cfg 6 0.87x (5 0.77x); M = 1024: cfg 6 0.84x
 // (the dequantize + cuBLAS fallback 0.77x); M = 2048: cfg 6 0.84x against the fallback's 0.86x.
 // Repeated timings of one configuration differ by up to 10 % at large M (clocks under load).
-// For 128 < M <= 512 make_plan chooses between 4 and 6 by plan_cost (below) instead.
+// For 128 < M <= 512 make_plan chooses between 4 and 6 by plan_cost (below) instead. Since session 13
+// (2026-11-22) configuration 6 also serves 1024 < M <= 4096, where it now beats the fallback (int4_gemm.h).
 int default_cfg(int64_t m) { return m <= 64 ? 1 : m <= 128 ? 7 : 6; }
 
 // Blocks of configuration cfg one SM holds at once (registers, shared memory), from the occupancy
@@ -880,7 +881,7 @@ int64_t sk_flag_bytes(int ctas) { return (int64_t(ctas) * 4 + 255) / 256 * 256; 
 
 // Time of a plan of configuration 4 (128 x 128 tile) or 6 (256 x 128) on the H200, us, by which
 // make_plan picks the configuration (4 or 6) for 128 < M <= 512 and the split count of either for
-// 128 < M <= kSm90MaxM where stream-K is not chosen:
+// 128 < M <= 1024 where stream-K is not chosen:
 //   whole tiles / split-K: waves x (a + b x k-blocks per CTA) + (splits > 1) x (r0 + r1 x MB of fp32 partials)
 //   stream-K:              a + b x k-blocks per CTA + kSkCostUs (slot writes and reads)
 // Least squares on relative error over 234 measured plans per configuration (explicit 1, 2 (, 4)
@@ -900,7 +901,8 @@ constexpr PlanCost kCost4 = {2.02, 0.4315, 1.22, 0.5464};
 constexpr PlanCost kCost6 = {3.22, 0.6687, 0.36, 0.6276};
 constexpr double kSkCostUs = 8.0;
 bool modeled_cfg(int64_t m) { return m > 128 && m <= 512; }
-bool modeled_splits(int64_t m, int cfg) { return (cfg == 4 || cfg == 6) && m > 128 && m <= kSm90MaxM; }
+// (fitted up to M = 1024; above, every layer has at least a wave of 256-token tiles: one split)
+bool modeled_splits(int64_t m, int cfg) { return (cfg == 4 || cfg == 6) && m > 128 && m <= 1024; }
 double plan_cost(const WgPlan& pl, int64_t m, int64_t n, int sm_count) {
   const PlanCost& c = pl.cfg == 4 ? kCost4 : kCost6;
   const int64_t slots = int64_t(sm_count) * resident_blocks(pl.cfg);
@@ -953,8 +955,7 @@ WgPlan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int cfg, int spl
     // gemm_notes.md Session 7), while 14336 x 4096 (112 tiles, 85 %) at M = 128 / 256 and the 32- and
     // 64-tile layers (split-K fills one wave) stay data-parallel, where stream-K measured 5-19 %
     // slower; so does M = 384 (two 256-token tiles, the second half empty: stream-K +7 %, unexplained).
-    // Only up to M = 512, the measured range (above it prefer_fallback, which asks this plan, keeps
-    // the dequantize + cuBLAS path of wide K <= 4096 layers unless the first rule picks stream-K).
+    // Only up to M = 512, the measured range.
     const bool low_fill = m <= 512 && 2 * tiles >= slots && 4 * tiles <= 3 * waves * slots &&
                           tiles * pl.k_blocks >= kSkAutoUnitsLowFill * slots &&
                           int64_t(pl.t_tiles) * s.bt * 7 <= m * 8;
@@ -1160,28 +1161,17 @@ Status launch(const Int4LinearParams& p, const WgPlan& pl, cudaStream_t stream) 
 
 int int4_gemm_sm90_num_configs() { return kNumWgCfgs; }
 
-// Where the automatic choice leaves the dequantize + cuBLAS fallback in place below kSm90MaxM:
-// wide layers over K <= 4096 (11008 x 4096, 14336 x 4096) at M = 1024 tie with it in the C++
-// benchmark and lose through the op (0.70-0.76x against the fallback's 0.76-0.80x, H200, three runs,
-// bench/results/gemm_notes.md), while at M = 256 the kernel wins clearly (0.64x against 0.49x); the
-// cut at 512 between those measurements is interpolated.
-// With stream-K (the automatic plan at M = 1024 on those two layers) the kernel is 5-8 % faster than
-// before and beats the fallback in the C++ benchmark (fp16 143 / 198 us against 158 / 204 us, bf16
-// 140 / 182 against 155 / 199, 16:03 UTC) and through the op (164 / 212 us at 16:04 against the
-// fallback's 173 / 220 at 15:07), so the rule now applies only where the plan is not stream-K.
-static bool prefer_fallback(int64_t m, int64_t n, int64_t k, int sm_count) {
-  if (!(m > 512 && k <= 4096 && n >= 8192)) return false;
-  return make_plan(m, n, k, sm_count, -1, 0).sk_ctas == 0;
-}
+// No shape below kSm90MaxM is left to the dequantize + cuBLAS fallback any more: a rule that did so for
+// wide K <= 4096 layers at 512 < M <= 1024 without a stream-K plan (measured when this kernel ran
+// M = 1024 at 0.70-0.76x cuBLAS) had gone stale: on 11008 x 4096 at M = 640 / 768 the kernel took
+// 94.6 / 95.4 us against the fallback's 121.3 / 127.5 (H200, 2026-11-22, gemm_notes.md, session 13).
 
 bool int4_gemm_sm90_handles(int64_t m, int64_t n, int64_t k, int group_size) {
-  return m >= kSm90MinM && m <= kSm90MaxM && shape_supported(m, n, k, group_size) && device_is_sm90() &&
-         !prefer_fallback(m, n, k, device_sm_count(0));
+  return m >= kSm90MinM && m <= kSm90MaxM && shape_supported(m, n, k, group_size) && device_is_sm90();
 }
 
 Status int4_gemm_sm90(const Int4LinearParams& p, cudaStream_t stream, int cfg, int splits) {
   if (cfg >= kNumWgCfgs || !supported(p) || !device_is_sm90()) return Status::kUnsupported;
-  if (cfg < 0 && prefer_fallback(p.m, p.n, p.k, device_sm_count(p.sm_count))) return Status::kUnsupported;
   WgPlan pl = make_plan(p.m, p.n, p.k, device_sm_count(p.sm_count), cfg, splits);
   if (splits < 0 && pl.sk_ctas == 0) return Status::kUnsupported;
   if ((pl.splits > 1 || pl.sk_ctas > 0) && (p.workspace == nullptr || p.workspace_bytes < partial_bytes(pl, p.m, p.n) ||
