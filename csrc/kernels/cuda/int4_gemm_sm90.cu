@@ -95,7 +95,13 @@
 // 4-warpgroup blocks (a third less x traffic per MAC), 128-token tiles, W words read a block
 // ahead and a pipeline without the block barrier (per-stage "empty" mbarriers) were all slower or
 // equal, so neither L2 bandwidth, load latency nor the barrier is the limit; the batched order
-// (above) gained 2-11 %. A producer warpgroup with setmaxnreg is what is left untried.
+// (above) gained 2-11 %. A producer warpgroup that dequantizes into shared memory for consumers
+// issuing wgmma with both operands there (gemm_notes.md, session 13) ran 13-25 % slower: its 16 KB of
+// stores and the A reads per block cost more shared-memory bandwidth than the register operand's
+// dequantization costs issue slots (without the stores it beat this kernel by 7 %). With the tensor pipe
+// ~92 % busy (ncu, M = 1024) and the board at its power cap under sustained load, where this kernel is
+// level with cuBLAS at M = 1024 (bench/results/gemm_soak_h200.md), what is left at large M is energy per
+// multiply-add.
 #include <cuda.h>  // CUtensorMap and its enums only: the encoder is fetched through the runtime, no -lcuda
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
