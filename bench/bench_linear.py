@@ -7,13 +7,18 @@ shape. Method (the one of /work/shared/ANCHORS.md):
   * `--calls` calls rotating over the copies captured in one CUDA graph, the graph replayed
     `--reps` times, each replay timed with CUDA events; the median replay / calls is the time per
     call, allocation of the output included, as the library runs it;
-  * ceilings measured in the same run: device-to-device copy (bytes read + written).
+  * ceilings measured in the same run: device-to-device copy (bytes read + written);
+  * --sustain S: each op's graph is instead replayed back to back for S seconds (int4, then torch)
+    and the median is taken over the replays of the second half, when the clocks have settled under
+    the board's power cap (the default replays are bursts of a few milliseconds, mostly at boost
+    clocks that compute-bound kernels cannot hold). Files get a _sustained suffix.
 Reports time, speedup, TFLOP/s, GB/s and % of copy bandwidth; writes
   <out>/linear_<device>.json, <out>/linear_<device>.md and <out>/linear_<device>.png (speedup vs M).
 
 Example:
   python bench/bench_linear.py                          # six LLM shapes, M = 1 .. 8192, fp16
   python bench/bench_linear.py --dtype bfloat16 --m 1,4,16 --shapes 4096x4096,28672x8192
+  python bench/bench_linear.py --m 256,1024,4096 --sustain 2     # sustained load
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -46,11 +52,15 @@ def parse_args(argv=None):
     ap.add_argument("--reps", type=int, default=15, help="timed graph replays (median)")
     ap.add_argument("--l2-multiple", type=float, default=4.0, help="weight bytes rotated, in units of L2")
     ap.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
+    ap.add_argument("--sustain", type=float, default=0.0,
+                    help="seconds of back-to-back replays per op and case (0: --reps replays)")
     return ap.parse_args(argv)
 
 
-def time_graph(fn, calls: int, reps: int) -> float:
-    """Median time per call in microseconds of fn(i), i = 0..calls-1, captured in one CUDA graph."""
+def time_graph(fn, calls: int, reps: int, sustain: float = 0.0) -> float:
+    """Median time per call in microseconds of fn(i), i = 0..calls-1, captured in one CUDA graph:
+    over `reps` replays, or with sustain > 0 over the replays of the second half of `sustain` seconds
+    of back-to-back replays."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):  # warm-up: lazy init, cuBLAS handles and workspaces, allocator
@@ -66,12 +76,22 @@ def time_graph(fn, calls: int, reps: int) -> float:
     torch.cuda.synchronize()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     times = []
-    for _ in range(reps):
+    t0 = time.perf_counter()
+    while True:
         start.record()
         graph.replay()
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end))
+        if sustain <= 0:
+            times.append(start.elapsed_time(end))
+            if len(times) == reps:
+                break
+        else:
+            now = time.perf_counter() - t0
+            if now >= sustain / 2:
+                times.append(start.elapsed_time(end))
+            if now >= sustain:
+                break
     del graph
     times.sort()
     return 1000.0 * times[len(times) // 2] / calls
@@ -139,11 +159,11 @@ def bench_dtype(args, dtype, shapes, ms, copy_bw, l2_bytes):
             calls = args.calls or 2 * max(copies_q, copies_f)
             x = torch.randn(m, k, dtype=dtype, device="cuda")
             try:
-                t_q = time_graph(lambda i: ops.int4_linear(x, *qw[i % copies_q]), calls, args.reps)
+                t_q = time_graph(lambda i: ops.int4_linear(x, *qw[i % copies_q]), calls, args.reps, args.sustain)
             except RuntimeError as e:  # an unsupported configuration is reported, not fatal
                 print(f"  int4_linear failed for N={n} K={k} M={m}: {e}", file=sys.stderr)
                 t_q = float("nan")
-            t_f = time_graph(lambda i: F.linear(x, fw[i % copies_f]), calls, args.reps)
+            t_f = time_graph(lambda i: F.linear(x, fw[i % copies_f]), calls, args.reps, args.sustain)
             moved = int4_bytes + m * k * 2 + m * n * 2
             row = dict(n=n, k=k, m=m, int4_us=t_q, torch_us=t_f, speedup=t_f / t_q,
                        int4_tflops=2 * m * n * k / (t_q * 1e-6) / 1e12,
@@ -177,8 +197,10 @@ def write_markdown(path, meta, results):
              f"- torch {meta['torch']}, CUDA {meta['cuda']}, group size {meta['group']}",
              f"- device-to-device copy: {meta['copy_gbps']:.0f} GB/s (read + write)",
              f"- method: weights rotated over {meta['l2_multiple']}x L2, calls captured in one CUDA graph, "
-             "median of timed replays per call; cases run in ascending M over all shapes (decode cases "
-             "before any compute-bound GEMM)", ""]
+             + ("median of timed replays per call; " if not meta.get("sustain") else
+                f"each op's graph replayed back to back for {meta['sustain']:g} s (int4, then torch), median "
+                "per call over the replays of the second half (sustained load, clocks under the power cap); ")
+             + "cases run in ascending M over all shapes (decode cases before any compute-bound GEMM)", ""]
     for dtype_name, res in results.items():
         lines += [f"## {dtype_name}", "",
                   "| N x K | M | int4_linear us | torch us | speedup | int4 TFLOP/s | int4 GB/s | % copy BW |",
@@ -245,7 +267,8 @@ def main(argv=None):
     meta = dict(device=device, date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 commit=git_commit(), command=" ".join([os.path.basename(sys.executable)] + sys.argv),
                 torch=torch.__version__, cuda=torch.version.cuda, group=args.group,
-                copy_gbps=copy_bw / 1e9, l2_multiple=args.l2_multiple, sm_count=props.multi_processor_count)
+                copy_gbps=copy_bw / 1e9, l2_multiple=args.l2_multiple, sm_count=props.multi_processor_count,
+                sustain=args.sustain)
     print(f"{device}: {props.multi_processor_count} SMs, L2 {l2_bytes >> 20} MiB, copy {copy_bw / 1e9:.0f} GB/s")
     results = {}
     for dtype in dtypes:
@@ -258,7 +281,7 @@ def main(argv=None):
 
     os.makedirs(args.out, exist_ok=True)
     tag = re.sub(r"[^A-Za-z0-9]+", "_", device).strip("_").lower()
-    base = os.path.join(args.out, f"linear_{tag}")
+    base = os.path.join(args.out, f"linear_{tag}" + ("_sustained" if args.sustain > 0 else ""))
     with open(base + ".json", "w") as f:
         json.dump(dict(meta=meta, results={k: dict(rows=v["rows"], geo_mean={str(m): g for m, g in v["geo_mean"].items()})
                                            for k, v in results.items()}), f, indent=1)

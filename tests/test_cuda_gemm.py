@@ -68,6 +68,18 @@ def test_gemm_large_m(dtype, m):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_large_m_stream_k(dtype):
+    """M = 1100 on a 2048 x 10240 layer: 80 tiles of 256 x 128 with 160 k-blocks each, which the
+    H100 / H200 plan runs as stream-K (partial tiles summed across CTAs) past M = 1024."""
+    torch.manual_seed(11)
+    n, k, g = 2048, 10240, 128
+    w = torch.randn(n, k, dtype=dtype) * 0.05
+    qweight, scales, zeros = reference.quantize_int4(w, g, True)
+    x = torch.randn(1100, k, dtype=dtype)
+    _check(x, qweight, scales, zeros, None)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [264, 192])
 def test_gemm_symmetric_no_bias_strided_rows(dtype, n):
     k = 1152
