@@ -54,7 +54,10 @@ def parse_args(argv=None):
     ap.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
     ap.add_argument("--sustain", type=float, default=0.0,
                     help="seconds of back-to-back replays per op and case (0: --reps replays)")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.reps < 1 or args.sustain < 0:
+        ap.error(f"--reps must be >= 1 and --sustain >= 0, got --reps {args.reps} --sustain {args.sustain}")
+    return args
 
 
 def time_graph(fn, calls: int, reps: int, sustain: float = 0.0) -> float:
@@ -84,7 +87,7 @@ def time_graph(fn, calls: int, reps: int, sustain: float = 0.0) -> float:
         end.synchronize()
         if sustain <= 0:
             times.append(start.elapsed_time(end))
-            if len(times) == reps:
+            if len(times) >= reps:
                 break
         else:
             now = time.perf_counter() - t0

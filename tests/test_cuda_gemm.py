@@ -54,10 +54,11 @@ def test_gemm_matches_oracle(dtype, m, shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m", [1100, 4096, 4097])
+@pytest.mark.parametrize("m", [1100, 2100, 4096, 4097])
 def test_gemm_large_m(dtype, m):
-    """Past M = 1024: 1100 (four 256-token tiles and a shifted fifth), 4096 (the wgmma kernel's
-    largest M on H100 / H200) and 4097 (the dequantize + cuBLAS fallback)."""
+    """Past M = 1024: 1100 (four 256-token tiles and a shifted fifth), 2100 (nine tiles: two raster
+    groups of 8, the last tile shifted), 4096 (the wgmma kernel's largest M on H100 / H200) and 4097
+    (the dequantize + cuBLAS fallback)."""
     torch.manual_seed(m)
     n, k, g = 192, 1152, 128
     w = torch.randn(n, k, dtype=dtype) * 0.05
@@ -69,10 +70,11 @@ def test_gemm_large_m(dtype, m):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gemm_large_m_stream_k(dtype):
-    """M = 1100 on a 2048 x 10240 layer: 80 tiles of 256 x 128 with 160 k-blocks each, which the
-    H100 / H200 plan runs as stream-K (partial tiles summed across CTAs) past M = 1024."""
+    """M = 1100 on a 2048 x 12288 layer: 80 tiles of 256 x 128 with 192 k-blocks each, which the
+    H100 / H200 plan runs as stream-K (partial tiles summed across CTAs) past M = 1024: 15360 units
+    against the 96 x 132 = 12672 the automatic stream-K rule asks for, 80 tiles under 0.9 of a wave."""
     torch.manual_seed(11)
-    n, k, g = 2048, 10240, 128
+    n, k, g = 2048, 12288, 128
     w = torch.randn(n, k, dtype=dtype) * 0.05
     qweight, scales, zeros = reference.quantize_int4(w, g, True)
     x = torch.randn(1100, k, dtype=dtype)

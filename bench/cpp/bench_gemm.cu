@@ -552,8 +552,11 @@ void run_bench(bool tune, const cudaDeviceProp& prop) {
         CK(cudaMalloc(&y, size_t(m) * n * 2));
         CK(cudaMalloc(&y2, size_t(m) * n * 2));
         fill_random(x, size_t(m) * k, 1000 + m, dt, -1.f, 1.f);
-        // forced split counts (tuning) need up to 16 partial planes; otherwise what the op asks for
-        const int64_t ws_bytes = std::max({m <= 1024 ? int64_t(16) * m * n * 4 : int64_t(0), kMinWorkspaceBytes,
+        // forced split counts (tuning) need up to that many partial planes (16 by default up to M = 1024,
+        // 2 above, where --tune tries at most 2 unless --splits asks for more); otherwise what the op asks for
+        int64_t max_splits = m <= 1024 ? 16 : 2;
+        for (int64_t sp : g_splits) max_splits = std::max(max_splits, sp);
+        const int64_t ws_bytes = std::max({do_tune ? max_splits * m * n * 4 : int64_t(0), kMinWorkspaceBytes,
                                            awq::cuda::detail::int4_gemm_workspace_bytes(m, n, k, g, g_sm_count)});
         float* wsp = nullptr;
         CK(cudaMalloc(&wsp, ws_bytes + 16));
@@ -633,7 +636,12 @@ void run_bench(bool tune, const cudaDeviceProp& prop) {
           for (int c = 0; c < awq::cuda::detail::int4_gemm_sm90_num_configs(); ++c)
             for (int sp : {0, 1, 2, 3, 4, 6, 8, -1}) {  // -1: stream-K
               if (!wanted(g_cfgs, c) || (g_splits.empty() ? m >= 1024 && sp > 2 : !wanted(g_splits, sp))) continue;
-              if (int4_call(0, kNumTiles + c, sp, y) != Status::kOk) continue;
+              if (int4_call(0, kNumTiles + c, sp, y) != Status::kOk) {
+                // stream-K (-1) exists for configurations 1, 4, 6, 7 only; a forced split count is refused
+                // when the workspace cannot hold its partials: say so
+                if (sp > 0) std::printf("  tune %s N=%d K=%d M=%d wg%d splits=%d declined\n", dt_name(dt), n, k, m, c, sp);
+                continue;
+              }
               const double d = diff_vs_deq(y);
               // EXP_NODIFF: timing-only builds (ablations whose results are wrong on purpose)
               if (!(d < 2e-2) && std::getenv("EXP_NODIFF") == nullptr) {
@@ -708,41 +716,63 @@ void run_bench(bool tune, const cudaDeviceProp& prop) {
 
 }  // namespace
 
-// --one=N,K,M,cfg,splits: three calls of one configuration on random device data (fp16, g = 128),
-// for ncu (--launch-skip 1 --launch-count 1). cfg >= 0 forces the wgmma configuration, -1 the
-// dispatcher; splits 0 automatic (which may be stream-K), -1 stream-K.
-void run_one(const std::vector<int>& v) {
-  const int n = v[0], k = v[1], m = v[2], cfg = v[3], splits = v[4], g = 128;
+// One fp16, g = 128 problem on random device data for --one and --soak: packed weights (random bits),
+// scales in [1/256, 1/32], zero points 7, x in [-1, 1]; the workspace holds `max_splits` partial planes
+// or what the op asks for, whichever is larger.
+struct DeviceProblem {
+  int n, k, m, g = 128;
   uint32_t* qw = nullptr;
   uint16_t *sc = nullptr, *x = nullptr, *y = nullptr;
   uint8_t* z = nullptr;
   float* ws = nullptr;
-  const int64_t ws_bytes = std::max(int64_t(16) * m * n * 4, kMinWorkspaceBytes);
-  CK(cudaMalloc(&qw, size_t(n) * k / 2));
-  CK(cudaMalloc(&sc, size_t(n) * (k / g) * 2));
-  CK(cudaMalloc(&z, size_t(n) * (k / g)));
-  CK(cudaMalloc(&x, size_t(m) * k * 2));
-  CK(cudaMalloc(&y, size_t(m) * n * 2));
-  CK(cudaMalloc(&ws, ws_bytes));
-  CK(cudaMemset(qw, 0x5a, size_t(n) * k / 2));
-  CK(cudaMemset(z, 7, size_t(n) * (k / g)));
-  fill_random(sc, size_t(n) * (k / g), 7, DType::kF16, 1.f / 256, 1.f / 32);
-  fill_random(x, size_t(m) * k, 8, DType::kF16, -1.f, 1.f);
-  awq::Int4LinearParams p;
-  p.x = x;
-  p.qweight = reinterpret_cast<const int32_t*>(qw);
-  p.scales = sc;
-  p.zeros = z;
-  p.y = y;
-  p.dtype = DType::kF16;
-  p.m = m;
-  p.n = n;
-  p.k = k;
-  p.x_stride = k;
-  p.group_size = g;
-  p.workspace = ws;
-  p.workspace_bytes = ws_bytes;
-  p.sm_count = g_sm_count;
+  int64_t ws_bytes = 0;
+  DeviceProblem(int n_, int k_, int m_, int max_splits) : n(n_), k(k_), m(m_) {
+    ws_bytes = std::max({int64_t(max_splits) * m * n * 4, kMinWorkspaceBytes,
+                         awq::cuda::detail::int4_gemm_workspace_bytes(m, n, k, g, g_sm_count)});
+    CK(cudaMalloc(&qw, size_t(n) * k / 2));
+    CK(cudaMalloc(&sc, size_t(n) * (k / g) * 2));
+    CK(cudaMalloc(&z, size_t(n) * (k / g)));
+    CK(cudaMalloc(&x, size_t(m) * k * 2));
+    CK(cudaMalloc(&y, size_t(m) * n * 2));
+    CK(cudaMalloc(&ws, ws_bytes));
+    std::vector<uint32_t> h(size_t(n) * k / 8);
+    std::mt19937 rng(5);
+    for (auto& w : h) w = uint32_t(rng());
+    CK(cudaMemcpy(qw, h.data(), h.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemset(z, 7, size_t(n) * (k / g)));
+    fill_random(sc, size_t(n) * (k / g), 7, DType::kF16, 1.f / 256, 1.f / 32);
+    fill_random(x, size_t(m) * k, 8, DType::kF16, -1.f, 1.f);
+  }
+  ~DeviceProblem() {
+    cudaFree(qw); cudaFree(sc); cudaFree(z); cudaFree(x); cudaFree(y); cudaFree(ws);
+  }
+  awq::Int4LinearParams params() const {
+    awq::Int4LinearParams p;
+    p.x = x;
+    p.qweight = reinterpret_cast<const int32_t*>(qw);
+    p.scales = sc;
+    p.zeros = z;
+    p.y = y;
+    p.dtype = DType::kF16;
+    p.m = m;
+    p.n = n;
+    p.k = k;
+    p.x_stride = k;
+    p.group_size = g;
+    p.workspace = ws;
+    p.workspace_bytes = ws_bytes;
+    p.sm_count = g_sm_count;
+    return p;
+  }
+};
+
+// --one=N,K,M,cfg,splits: three calls of one configuration on random device data (fp16, g = 128),
+// for ncu (--launch-skip 1 --launch-count 1). cfg >= 0 forces the wgmma configuration, -1 the
+// dispatcher; splits 0 automatic (which may be stream-K), -1 stream-K.
+void run_one(const std::vector<int>& v) {
+  const int n = v[0], k = v[1], m = v[2], cfg = v[3], splits = v[4];
+  const DeviceProblem d(n, k, m, 16);
+  const awq::Int4LinearParams p = d.params();
   for (int i = 0; i < 3; ++i) {
     const Status s = cfg >= 0 ? awq::cuda::detail::int4_gemm_sm90(p, 0, cfg, splits) : awq::cuda::detail::int4_gemm(p, 0);
     if (s != Status::kOk) {
@@ -753,100 +783,91 @@ void run_one(const std::vector<int>& v) {
   }
   CK(cudaDeviceSynchronize());
   std::printf("one: N=%d K=%d M=%d cfg %d splits %d done\n", n, k, m, cfg, splits);
-  cudaFree(qw); cudaFree(sc); cudaFree(z); cudaFree(x); cudaFree(y); cudaFree(ws);
 }
 
 // --soak=N,K,M,seconds[,cfg]: the INT4 GEMM (cfg -1 or absent: the op path int4_gemm; >= 0: that wgmma
 // configuration, automatic splits), cuBLAS fp16 and dequantize + cuBLAS on the same problem (fp16,
 // g = 128), each called back to back for `seconds` (int4, cuBLAS, dequantize + cuBLAS, int4 again,
 // half an idle second between), printing each phase's wall-clock start and end (Unix seconds) and
-// time per call. For clocks and power under sustained load, sample nvidia-smi alongside
+// time per call. One batch of 20 calls stays queued behind the one being waited for, so the GPU never
+// idles within a phase. For clocks and power under sustained load, sample nvidia-smi alongside
 // (--query-gpu=timestamp,clocks.sm,power.draw -lms 50; bench/cpp/gemm_soak.sh).
 void run_soak(const std::vector<int64_t>& v) {
-  const int n = int(v[0]), k = int(v[1]), m = int(v[2]), g = 128;
+  const int n = int(v[0]), k = int(v[1]), m = int(v[2]);
   const double secs = double(v[3]);
   const int cfg = v.size() > 4 ? int(v[4]) : -1;
-  uint32_t* qw = nullptr;
-  uint16_t *sc = nullptr, *x = nullptr, *y = nullptr, *w16 = nullptr, *wdq = nullptr;
-  uint8_t* z = nullptr;
-  float* ws = nullptr;
-  // forced configurations may split K up to 16 ways
-  const int64_t ws_bytes = std::max({awq::cuda::detail::int4_gemm_workspace_bytes(m, n, k, g, g_sm_count),
-                                     kMinWorkspaceBytes, cfg >= 0 ? int64_t(16) * m * n * 4 : int64_t(0)});
-  CK(cudaMalloc(&qw, size_t(n) * k / 2));
-  CK(cudaMalloc(&sc, size_t(n) * (k / g) * 2));
-  CK(cudaMalloc(&z, size_t(n) * (k / g)));
-  CK(cudaMalloc(&x, size_t(m) * k * 2));
-  CK(cudaMalloc(&y, size_t(m) * n * 2));
+  if (secs <= 0) {
+    std::printf("soak: seconds must be > 0, got %g\n", secs);
+    ++g_failures;
+    return;
+  }
+  // forced configurations may split K (automatic count): up to 16 planes where plans split (M <= 1024)
+  const DeviceProblem d(n, k, m, cfg >= 0 && m <= 1024 ? 16 : 0);
+  const awq::Int4LinearParams p = d.params();
+  uint16_t *w16 = nullptr, *wdq = nullptr;
   CK(cudaMalloc(&w16, size_t(n) * k * 2));
   CK(cudaMalloc(&wdq, size_t(n) * k * 2));
-  CK(cudaMalloc(&ws, ws_bytes));
-  fill_random(reinterpret_cast<uint16_t*>(qw), size_t(n) * k / 4, 5, DType::kF16, -1.f, 1.f);  // any bits
-  CK(cudaMemset(z, 7, size_t(n) * (k / g)));
-  fill_random(sc, size_t(n) * (k / g), 7, DType::kF16, 1.f / 256, 1.f / 32);
-  fill_random(x, size_t(m) * k, 8, DType::kF16, -1.f, 1.f);
   fill_random(w16, size_t(n) * k, 9, DType::kF16, -0.05f, 0.05f);
-  awq::Int4LinearParams p;
-  p.x = x;
-  p.qweight = reinterpret_cast<const int32_t*>(qw);
-  p.scales = sc;
-  p.zeros = z;
-  p.y = y;
-  p.dtype = DType::kF16;
-  p.m = m;
-  p.n = n;
-  p.k = k;
-  p.x_stride = k;
-  p.group_size = g;
-  p.workspace = ws;
-  p.workspace_bytes = ws_bytes;
-  p.sm_count = g_sm_count;
+  auto int4 = [&] {
+    return cfg >= 0 ? awq::cuda::detail::int4_gemm_sm90(p, 0, cfg, 0) : awq::cuda::detail::int4_gemm(p, 0);
+  };
+  if (int4() != Status::kOk) {  // e.g. the op path at M > kSm90MaxM (the binding's fallback, not this binary's)
+    std::printf("soak: N=%d K=%d M=%d cfg %d: the INT4 GEMM declines this problem\n", n, k, m, cfg);
+    ++g_failures;
+    CK(cudaFree(w16)); CK(cudaFree(wdq));
+    return;
+  }
   auto now = [] {
     return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   };
-  auto phase = [&](const char* what, auto fn) {
-    cudaEvent_t e0, e1;
+  auto phase = [&](const std::string& what, auto fn) {
+    constexpr int kBatch = 20;
+    cudaEvent_t e0, ev[2];
     CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
+    CK(cudaEventCreate(&ev[0]));
+    CK(cudaEventCreate(&ev[1]));
     for (int i = 0; i < 3; ++i) fn();
     CK(cudaDeviceSynchronize());
     const double t0 = now();
     CK(cudaEventRecord(e0));
-    int64_t calls = 0;
-    while (now() - t0 < secs) {
-      for (int i = 0; i < 20; ++i) fn();
-      calls += 20;
-      CK(cudaEventRecord(e1));
-      CK(cudaEventSynchronize(e1));
-    }
+    int64_t batches = 0;
+    do {
+      for (int i = 0; i < kBatch; ++i) fn();
+      CK(cudaEventRecord(ev[batches % 2]));
+      if (batches > 0) CK(cudaEventSynchronize(ev[(batches - 1) % 2]));  // the previous batch, not this one
+      ++batches;
+    } while (now() - t0 < secs);
+    const cudaEvent_t last = ev[(batches - 1) % 2];
+    CK(cudaEventSynchronize(last));
     float ms = 0;
-    CK(cudaEventElapsedTime(&ms, e0, e1));
-    std::printf("soak %-6s N=%d K=%d M=%d start %.3f end %.3f calls %lld %.2f us/call\n", what, n, k, m, t0, now(),
-                (long long)calls, 1000.0 * ms / double(calls));
+    CK(cudaEventElapsedTime(&ms, e0, last));
+    std::printf("soak %-6s N=%d K=%d M=%d start %.3f end %.3f calls %lld %.2f us/call\n", what.c_str(), n, k, m, t0,
+                now(), (long long)(batches * kBatch), 1000.0 * ms / double(batches * kBatch));
     CK(cudaEventDestroy(e0));
-    CK(cudaEventDestroy(e1));
+    CK(cudaEventDestroy(ev[0]));
+    CK(cudaEventDestroy(ev[1]));
   };
-  auto int4 = [&] {
-    const Status st = cfg >= 0 ? awq::cuda::detail::int4_gemm_sm90(p, 0, cfg, 0) : awq::cuda::detail::int4_gemm(p, 0);
-    if (st != Status::kOk) ++g_failures;
+  auto int4_call = [&] {
+    if (int4() != Status::kOk) ++g_failures;
   };
-  auto cublas = [&] { cublas_linear(x, w16, y, m, n, k, DType::kF16, 0); };
+  auto cublas = [&] { cublas_linear(d.x, w16, d.y, m, n, k, DType::kF16, 0); };
   auto deqmm = [&] {
     const int64_t words = int64_t(n) * k / 8;
-    dequant_kernel<__half><<<unsigned((words + 255) / 256), 256>>>(qw, reinterpret_cast<const __half*>(sc), z,
-                                                                   reinterpret_cast<__half*>(wdq), words, k, g);
-    cublas_linear(x, wdq, y, m, n, k, DType::kF16, 0);
+    dequant_kernel<__half><<<unsigned((words + 255) / 256), 256>>>(d.qw, reinterpret_cast<const __half*>(d.sc), d.z,
+                                                                   reinterpret_cast<__half*>(wdq), words, k, d.g);
+    cublas_linear(d.x, wdq, d.y, m, n, k, DType::kF16, 0);
   };
+  const std::string int4_name = cfg >= 0 ? "wg" + std::to_string(cfg) : "int4";
   const auto pause = std::chrono::milliseconds(500);
-  phase(cfg >= 0 ? ("wg" + std::to_string(cfg)).c_str() : "int4", int4);
+  phase(int4_name, int4_call);
   std::this_thread::sleep_for(pause);
   phase("cublas", cublas);
   std::this_thread::sleep_for(pause);
   phase("deq+mm", deqmm);
   std::this_thread::sleep_for(pause);
-  phase(cfg >= 0 ? ("wg" + std::to_string(cfg)).c_str() : "int4", int4);
-  CK(cudaFree(qw)); CK(cudaFree(sc)); CK(cudaFree(z)); CK(cudaFree(x)); CK(cudaFree(y)); CK(cudaFree(w16));
-  CK(cudaFree(wdq)); CK(cudaFree(ws));
+  phase(int4_name, int4_call);
+  CK(cudaFree(w16));
+  CK(cudaFree(wdq));
 }
 
 int main(int argc, char** argv) {

@@ -38,6 +38,8 @@ for r in csv.reader(open(f"{out}/smi.csv")):
         samples.append((t, float(r[1].split()[0]), float(r[3].split()[0]), r[5].strip()))
     except (ValueError, IndexError):
         pass
+if not samples:
+    print("WARNING: no nvidia-smi samples parsed from smi.csv (query field names?): clocks and power below are 0")
 pat = re.compile(r"soak (\S+)\s+N=(\d+) K=(\d+) M=(\d+) start ([\d.]+) end ([\d.]+) calls (\d+) ([\d.]+) us")
 print("| N x K | M | kernel | us per call | SM clock MHz | power W | samples | throttle reasons |")
 print("|---|---|---|---|---|---|---|---|")

@@ -38,10 +38,10 @@ int64_t int4_gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, int group_siz
 // others). Forced values are for the benchmark and tests.
 // Up to kSm90MaxM = 4096 (H200, 2026-11-22, bench/results/gemm_notes.md, session 13; C++ benchmark,
 // graph-timed bursts, against the binding's dequantize + cuBLAS fallback on six LLM shapes): M = 2048
-// 5-10 % faster on all six; M = 4096 level (+1..5 % on four shapes, -2 % on 14336 x 4096, -6 % on
-// 4096 x 14336); under sustained load (power-capped clocks, bench/cpp/gemm_soak.sh) 3-5 % faster on
-// all six at M = 4096, and no [N, K] fp16 temporary. At M = 8192 the fallback is faster on four of
-// six shapes (up to 14 %), so it keeps M > 4096.
+// 5-10 % faster on all six; M = 4096 level on the geo-mean (per shape -8 .. +5 % over two runs,
+// 14336 x 4096 slower in both); under sustained load (power-capped clocks, bench/cpp/gemm_soak.sh)
+// 3-5 % faster on all six at M = 4096, and no [N, K] fp16 temporary. At M = 8192 the fallback is
+// faster on five of six shapes (up to 14 %), so it keeps M > 4096.
 // From M = 17 (the decode kernels take M <= 16): at M = 17..48 the 64-token tile with its padding
 // rows still beats the mma.sync kernel, 1.21-1.23x cuBLAS against ~0.97x (H200, 12:40 UTC,
 // raw_gemm_h200/tune_m17-48.log).

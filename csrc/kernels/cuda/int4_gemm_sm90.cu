@@ -907,7 +907,8 @@ constexpr PlanCost kCost4 = {2.02, 0.4315, 1.22, 0.5464};
 constexpr PlanCost kCost6 = {3.22, 0.6687, 0.36, 0.6276};
 constexpr double kSkCostUs = 8.0;
 bool modeled_cfg(int64_t m) { return m > 128 && m <= 512; }
-// (fitted up to M = 1024; above, every layer has at least a wave of 256-token tiles: one split)
+// (fitted up to M = 1024; above it the six LLM shapes have at least a wave of 256-token tiles, and
+// smaller layers take choose_splits' count)
 bool modeled_splits(int64_t m, int cfg) { return (cfg == 4 || cfg == 6) && m > 128 && m <= 1024; }
 double plan_cost(const WgPlan& pl, int64_t m, int64_t n, int sm_count) {
   const PlanCost& c = pl.cfg == 4 ? kCost4 : kCost6;
