@@ -5,18 +5,13 @@
 # and the throttle reasons seen. The graph-timed benchmarks (bench_gemm --bench, bench_linear.py)
 # measure bursts of a few milliseconds, mostly before the power cap lowers the clocks.
 #   CASES="N,K,M[,cfg] ..." (cfg: forced wgmma configuration, default the op path)   SECS (default 2)
-# Build as in gemm_device.sh (objects in .gemv2/gobj, or from the sources). Logs go to $OUT.
+# Builds through gemm_device.sh (objects in .gemv2/gobj, or from the sources). Logs go to $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
+# build (or link the carried objects) as gemm_device.sh does: it builds /tmp/bench_gemm when given no steps
+bash "$(dirname "$0")/gemm_device.sh" > "$OUT/soak_build.log" 2>&1 || { tail -20 "$OUT/soak_build.log"; exit 1; }
 BIN=/tmp/bench_gemm
-F="-O3 -std=c++17 -Icsrc/include -Icsrc/kernels/cuda -gencode arch=compute_90a,code=sm_90a"
-if [ -d .gemv2/gobj ]; then
-  nvcc -gencode arch=compute_90a,code=sm_90a .gemv2/gobj/*.o -lcublas -o $BIN || exit 1
-else
-  nvcc $F -c csrc/kernels/cuda/int4_gemm.cu -o /tmp/g.o && nvcc $F -c csrc/kernels/cuda/int4_gemm_sm90.cu -o /tmp/s.o &&
-    nvcc $F -c bench/cpp/bench_gemm.cu -o /tmp/b.o && nvcc /tmp/g.o /tmp/s.o /tmp/b.o -lcublas -o $BIN || exit 1
-fi
 nvidia-smi --query-gpu=name,power.limit,clocks.max.sm --format=csv,noheader | tee "$OUT/soak_device.txt"
 nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active \
   --format=csv,noheader -lms 50 > "$OUT/smi.csv" &
