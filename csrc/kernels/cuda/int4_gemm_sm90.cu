@@ -69,8 +69,9 @@
 //   scales are read from row N - 1). Outputs past M or N are not stored.
 //   Split-K as in int4_gemm.cu: grid.y = splits, fp32 partials [splits, M, N], a reduce kernel.
 //   Stream-K (configurations 1, 4, 6, 7 with SK, chosen by make_plan where whole tiles leave much of
-//   the last wave idle): one CTA per resident slot, CTA c walks units [U c / P, (c + 1) U / P) of the
-//   U = tiles x k-blocks, tile-major. Its first range may end a tile that an earlier CTA started: those
+//   the last wave idle): one CTA per resident slot. With two or more full waves of tiles, CTA c first
+//   runs whole tiles c, c + P, ... of every full wave but the last (sk_dp_tiles). Then it walks units
+//   [U c / P, (c + 1) U / P) of the U = remaining tiles x k-blocks, tile-major. Its first range may end a tile that an earlier CTA started: those
 //   sums go to the CTA's fp32 slot in the workspace and a flag is raised (st.release); its last range
 //   may start a tile that later CTAs finish: it waits for their flags (ld.acquire), adds their slots
 //   in CTA order (deterministic) and stores the tile. Waits point only to higher CTAs, whose first
@@ -152,6 +153,7 @@ struct Sm90Args {
   // stream-K (configurations with SK): gridDim.x CTAs share the tiles x k-blocks evenly (below)
   unsigned* sk_flags;   // [gridDim.x], zero at launch: CTA c's partial tile is in sk_slots
   float* sk_slots;      // [gridDim.x][kRows * BT]: one partial tile per CTA
+  int sk_dp_tiles;      // stream-K: tiles 0 .. sk_dp_tiles - 1 (a multiple of gridDim.x) run whole first
   int tail_rows;        // M < BT: the one token tile's x comes through x_tail, a box of its M rows; else 0
   int shift_last;       // M > BT, M % BT != 0: the last token tile is computed as the BT tokens ending at M
 };
@@ -675,14 +677,28 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) int4_gemm_wgmm
     // A CTA waits only for higher-numbered CTAs, whose first range needs no waiting: with one CTA per
     // resident slot they all run at once.
     const int P = int(gridDim.x), c = int(blockIdx.x), KB = a.k_blocks;
-    const int64_t U = int64_t(a.t_tiles) * a.n_tiles * KB;
+    int it_base = 0;
+    // Data-parallel waves first (hybrid stream-K): CTA c runs whole tiles c, c + P, ... below
+    // sk_dp_tiles, stored directly; only the tiles after them are shared out as k-block units, so the
+    // partial-tile fixups fall on the last wave or two instead of on every CTA's whole share.
+    for (int t = c; t < a.sk_dp_tiles; t += P) {
+      int m0, n0;
+      tile_origin(t, m0, n0);
+      run_range(m0, n0, 0, KB, it_base);
+      it_base += KB;
+      if (a.y_vec)
+        store_staged(m0, n0);
+      else
+        store_tile(m0, n0, nullptr);
+      __syncthreads();  // every warpgroup is past this tile before the next range refills the stages
+    }
+    const int64_t U = (int64_t(a.t_tiles) * a.n_tiles - a.sk_dp_tiles) * KB;
     auto unit0 = [&](int cta) { return U * cta / P; };
     constexpr int kAcc = MI * (BT / 2);
     int64_t u = unit0(c);
     const int64_t u_end = unit0(c + 1);
-    int it_base = 0;
     while (u < u_end) {
-      const int tile = int(u / KB), lo = int(u % KB);
+      const int tile = a.sk_dp_tiles + int(u / KB), lo = int(u % KB);
       const int hi = int(lo + (u_end - u) < KB ? lo + (u_end - u) : KB);
       int m0, n0;
       tile_origin(tile, m0, n0);
@@ -868,9 +884,9 @@ int resident_blocks(int cfg, bool sk = false) {
   return lo > 0 ? lo : 1;
 }
 
-// sk_ctas > 0: stream-K with that many CTAs (splits is then 1)
+// sk_ctas > 0: stream-K with that many CTAs (splits is then 1), the first sk_dp tiles run whole
 struct WgPlan {
-  int cfg, t_tiles, n_tiles, k_blocks, splits, sk_ctas;
+  int cfg, t_tiles, n_tiles, k_blocks, splits, sk_ctas, sk_dp;
 };
 
 // Stream-K: one CTA per resident slot (all run at once, which the waits need), each with at least
@@ -882,6 +898,15 @@ int sk_ctas(const WgPlan& pl, int sm_count) {
   const int64_t units = int64_t(pl.t_tiles) * pl.n_tiles * pl.k_blocks;
   const int64_t slots = int64_t(sm_count) * resident_blocks(pl.cfg, true);
   return int(std::max<int64_t>(1, std::min(slots, units / kSkMinUnits)));
+}
+// Tiles a stream-K plan runs whole before sharing out the rest (hybrid stream-K): every full wave but
+// the last, so each CTA's shared-out range covers between one and two tiles. H200, 2026-11-22
+// (gemm_notes.md, session 13; fp16 op path, two runs each): 14336 x 4096 M = 1024 175.7 / 184.1 ->
+// 172.1 / 172.2 us, 11008 x 4096 M = 1024 136.0 -> 134.5, M = 2048 264.1 -> 259.3; no plan slower.
+// All full waves (no whole wave left to share out) was slower on those layers: 185-187, 135.7, 265 us.
+int sk_dp_tiles(const WgPlan& pl) {
+  const int64_t waves = (int64_t(pl.t_tiles) * pl.n_tiles) / pl.sk_ctas;
+  return int(std::max<int64_t>(0, waves - 1) * pl.sk_ctas);
 }
 int64_t sk_flag_bytes(int ctas) { return (int64_t(ctas) * 4 + 255) / 256 * 256; }
 
@@ -940,9 +965,11 @@ WgPlan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int cfg, int spl
   pl.n_tiles = int((n + s.rows - 1) / s.rows);
   pl.k_blocks = int(k / kBK);
   pl.sk_ctas = 0;
+  pl.sk_dp = 0;
   if (splits < 0 && sk_cfg(pl.cfg) && sm_count > 0) {
     pl.splits = 1;
     pl.sk_ctas = sk_ctas(pl, sm_count);
+    pl.sk_dp = sk_dp_tiles(pl);
     return pl;
   }
   // Automatic stream-K where whole tiles leave much of the last wave idle (tiles < 0.9 waves x slots)
@@ -969,6 +996,7 @@ WgPlan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int cfg, int spl
     if ((tiles * pl.k_blocks >= kSkAutoUnits * slots && 10 * tiles < 9 * waves * slots) || low_fill) {
       pl.splits = 1;
       pl.sk_ctas = sk_ctas(pl, sm_count);
+      pl.sk_dp = sk_dp_tiles(pl);
       return pl;
     }
   }
@@ -1145,6 +1173,7 @@ Status launch(const Int4LinearParams& p, const WgPlan& pl, cudaStream_t stream) 
   a.splits = pl.splits;
   a.sk_flags = nullptr;
   a.sk_slots = nullptr;
+  a.sk_dp_tiles = pl.sk_dp;
   a.tail_rows = p.m < Cfg::kBT ? int(p.m) : 0;
   a.shift_last = p.m > Cfg::kBT && p.m % Cfg::kBT != 0 ? 1 : 0;
   if constexpr (Cfg::kSK) {
@@ -1186,6 +1215,7 @@ Status int4_gemm_sm90(const Int4LinearParams& p, cudaStream_t stream, int cfg, i
     if (splits != 0) return Status::kUnsupported;  // a forced plan runs as asked or not at all
     pl.splits = 1;  // no room for partials: one split is always correct, only slower
     pl.sk_ctas = 0;
+    pl.sk_dp = 0;
   }
   return AWQ_DTYPE_SWITCH(p.dtype, D, [&]() -> Status {
     if constexpr (D == DType::kF32) {
