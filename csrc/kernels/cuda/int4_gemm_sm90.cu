@@ -70,8 +70,9 @@
 //   Split-K as in int4_gemm.cu: grid.y = splits, fp32 partials [splits, M, N], a reduce kernel.
 //   Stream-K (configurations 1, 4, 6, 7 with SK, chosen by make_plan where whole tiles leave much of
 //   the last wave idle): one CTA per resident slot. With two or more full waves of tiles, CTA c first
-//   runs whole tiles c, c + P, ... of every full wave but the last (sk_dp_tiles). Then it walks units
-//   [U c / P, (c + 1) U / P) of the U = remaining tiles x k-blocks, tile-major. Its first range may end a tile that an earlier CTA started: those
+//   runs whole tiles c, c + P, ... of every full wave but the last (sk_dp_tiles; G64 / G128 forms).
+//   Then it walks units [U c / P, (c + 1) U / P) of the U = remaining tiles x k-blocks, tile-major.
+//   Its first range may end a tile that an earlier CTA started: those
 //   sums go to the CTA's fp32 slot in the workspace and a flag is raised (st.release); its last range
 //   may start a tile that later CTAs finish: it waits for their flags (ld.acquire), adds their slots
 //   in CTA order (deterministic) and stores the tile. Waits point only to higher CTAs, whose first
@@ -669,28 +670,33 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks) int4_gemm_wgmm
     else
       store_tile(m0, n0, a.splits == 1 ? nullptr : a.partials + int64_t(split) * a.m * a.n);
   } else {
-    // ---- stream-K: CTA c walks units [U c / P, U (c + 1) / P) of the U = tiles x k_blocks units,
-    // tile-major, as ranges within tiles. A range that ends a tile but does not start it (always the
+    // ---- stream-K: after its whole tiles (below), CTA c walks units [U c / P, U (c + 1) / P) of the
+    // U = (tiles - sk_dp_tiles) x k_blocks units of the tiles from sk_dp_tiles on, tile-major, as
+    // ranges within tiles. A range that ends a tile but does not start it (always the
     // CTA's first) leaves its sums in the CTA's slot and raises its flag; the range that starts the
     // tile (the CTA's last, when it does not end the tile) waits for the flags of the following CTAs,
     // adds their slots in CTA order (deterministic) and stores the tile. Whole tiles store directly.
-    // A CTA waits only for higher-numbered CTAs, whose first range needs no waiting: with one CTA per
-    // resident slot they all run at once.
+    // A CTA waits only for higher-numbered CTAs, whose whole tiles and first range need no waiting:
+    // with one CTA per resident slot they all run at once.
     const int P = int(gridDim.x), c = int(blockIdx.x), KB = a.k_blocks;
     int it_base = 0;
     // Data-parallel waves first (hybrid stream-K): CTA c runs whole tiles c, c + P, ... below
     // sk_dp_tiles, stored directly; only the tiles after them are shared out as k-block units, so the
-    // partial-tile fixups fall on the last wave or two instead of on every CTA's whole share.
-    for (int t = c; t < a.sk_dp_tiles; t += P) {
-      int m0, n0;
-      tile_origin(t, m0, n0);
-      run_range(m0, n0, 0, KB, it_base);
-      it_base += KB;
-      if (a.y_vec)
-        store_staged(m0, n0);
-      else
-        store_tile(m0, n0, nullptr);
-      __syncthreads();  // every warpgroup is past this tile before the next range refills the stages
+    // partial-tile fixups fall on the last wave or two instead of on every CTA's whole share. Only in
+    // the G64 / G128 forms (measured there; in the generic form's stream-K instances the extra loop
+    // made configurations 1 and 7 spill), whose launch passes sk_dp_tiles = 0 otherwise.
+    if constexpr (Cfg::kG64) {
+      for (int t = c; t < a.sk_dp_tiles; t += P) {
+        int m0, n0;
+        tile_origin(t, m0, n0);
+        run_range(m0, n0, 0, KB, it_base);
+        it_base += KB;
+        if (a.y_vec)
+          store_staged(m0, n0);
+        else
+          store_tile(m0, n0, nullptr);
+        __syncthreads();  // every warpgroup is past this tile before the next range refills the stages
+      }
     }
     const int64_t U = (int64_t(a.t_tiles) * a.n_tiles - a.sk_dp_tiles) * KB;
     auto unit0 = [&](int cta) { return U * cta / P; };
@@ -1173,7 +1179,7 @@ Status launch(const Int4LinearParams& p, const WgPlan& pl, cudaStream_t stream) 
   a.splits = pl.splits;
   a.sk_flags = nullptr;
   a.sk_slots = nullptr;
-  a.sk_dp_tiles = pl.sk_dp;
+  a.sk_dp_tiles = Cfg::kG64 ? pl.sk_dp : 0;  // the generic form has no whole-tile prefix (see the kernel)
   a.tail_rows = p.m < Cfg::kBT ? int(p.m) : 0;
   a.shift_last = p.m > Cfg::kBT && p.m % Cfg::kBT != 0 ? 1 : 0;
   if constexpr (Cfg::kSK) {
