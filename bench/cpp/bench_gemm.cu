@@ -392,6 +392,20 @@ __global__ void dequant_kernel(const uint32_t* __restrict__ qw, const T* __restr
   *reinterpret_cast<uint4*>(w + row * k + col) = *reinterpret_cast<const uint4*>(out);
 }
 
+// The dequantize + cuBLAS reference path: W in the kernel layout to T (scratch w), then y = x W^T.
+void dequant_mm(const uint32_t* qw, const uint16_t* sc, const uint8_t* z, uint16_t* w, const uint16_t* x, uint16_t* y,
+                int m, int n, int k, int g, DType dt, cudaStream_t st) {
+  const int64_t words = int64_t(n) * k / 8;
+  const unsigned blocks = unsigned((words + 255) / 256);
+  if (dt == DType::kF16)
+    dequant_kernel<__half><<<blocks, 256, 0, st>>>(qw, reinterpret_cast<const __half*>(sc), z,
+                                                   reinterpret_cast<__half*>(w), words, k, g);
+  else
+    dequant_kernel<__nv_bfloat16><<<blocks, 256, 0, st>>>(qw, reinterpret_cast<const __nv_bfloat16*>(sc), z,
+                                                          reinterpret_cast<__nv_bfloat16*>(w), words, k, g);
+  cublas_linear(x, w, y, m, n, k, dt, st);
+}
+
 __global__ void diff_kernel(const uint16_t* a, const uint16_t* b, int64_t n, bool bf, double* acc) {
   double num = 0, den = 0;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -585,16 +599,7 @@ void run_bench(bool tune, const cudaDeviceProp& prop) {
           return awq::cuda::detail::int4_gemm_with_config(p, tm.st, tile, splits);
         };
         auto deq_call = [&](int i, uint16_t* out) {
-          const int64_t words = int64_t(n) * k / 8;
-          if (dt == DType::kF16)
-            dequant_kernel<__half><<<unsigned((words + 255) / 256), 256, 0, tm.st>>>(
-                qws[i % nq], reinterpret_cast<const __half*>(scs[i % nq]), zs[i % nq], reinterpret_cast<__half*>(wtmp),
-                words, k, g);
-          else
-            dequant_kernel<__nv_bfloat16><<<unsigned((words + 255) / 256), 256, 0, tm.st>>>(
-                qws[i % nq], reinterpret_cast<const __nv_bfloat16*>(scs[i % nq]), zs[i % nq],
-                reinterpret_cast<__nv_bfloat16*>(wtmp), words, k, g);
-          cublas_linear(x, wtmp, out, m, n, k, dt, tm.st);
+          dequant_mm(qws[i % nq], scs[i % nq], zs[i % nq], wtmp, x, out, m, n, k, g, dt, tm.st);
         };
         // agreement of the int4 kernel with dequantize + cuBLAS on this shape (rel. L2 difference)
         auto diff_vs_deq = [&](uint16_t* out) {
@@ -851,12 +856,7 @@ void run_soak(const std::vector<int64_t>& v) {
     if (int4() != Status::kOk) ++g_failures;
   };
   auto cublas = [&] { cublas_linear(d.x, w16, d.y, m, n, k, DType::kF16, 0); };
-  auto deqmm = [&] {
-    const int64_t words = int64_t(n) * k / 8;
-    dequant_kernel<__half><<<unsigned((words + 255) / 256), 256>>>(d.qw, reinterpret_cast<const __half*>(d.sc), d.z,
-                                                                   reinterpret_cast<__half*>(wdq), words, k, d.g);
-    cublas_linear(d.x, wdq, d.y, m, n, k, DType::kF16, 0);
-  };
+  auto deqmm = [&] { dequant_mm(d.qw, d.sc, d.z, wdq, d.x, d.y, m, n, k, d.g, DType::kF16, 0); };
   const std::string int4_name = cfg >= 0 ? "wg" + std::to_string(cfg) : "int4";
   const auto pause = std::chrono::milliseconds(500);
   phase(int4_name, int4_call);
