@@ -76,8 +76,8 @@
 //   sums go to the CTA's fp32 slot in the workspace and a flag is raised (st.release); its last range
 //   may start a tile that later CTAs finish: it waits for their flags (ld.acquire), adds their slots
 //   in CTA order (deterministic) and stores the tile. Waits point only to higher CTAs, whose first
-//   range waits for nothing, and all P CTAs are resident at once. The flags are zeroed by a memset
-//   node before the kernel (graph-capturable); the slots need no clearing.
+//   range waits for nothing, and all P CTAs are resident at once. The flags are zeroed by a one-block
+//   kernel launched before it (zero_flags_kernel; graph-capturable); the slots need no clearing.
 //
 // No producer warp, no setmaxnreg, no clusters: thread 0 issues the copies, every warp dequantizes
 // and issues wgmma. Where the time goes (H200, ncu, bench/results/gemm_notes.md): the kernel is
@@ -1148,6 +1148,14 @@ bool has_sm90a_body() {
   return ok;
 }
 
+// Zeroes the stream-K flags ahead of the GEMM, as a kernel node: in a CUDA graph the cudaMemsetAsync
+// node it replaces cost about 1.4 us more per call (H200, 2026-11-22, gemm_notes.md session 14:
+// 11008 x 4096 at M = 128 29.5 -> 28.0 us, M = 256 43.7 -> 42.3; launching the GEMM as its programmatic
+// dependent gained nothing more).
+__global__ void __launch_bounds__(256) zero_flags_kernel(unsigned* flags, int n) {
+  for (int i = int(threadIdx.x); i < n; i += int(blockDim.x)) flags[i] = 0u;
+}
+
 template <typename Cfg>
 Status launch(const Int4LinearParams& p, const WgPlan& pl, cudaStream_t stream) {
   using T = typename Cfg::Elem;
@@ -1185,7 +1193,8 @@ Status launch(const Int4LinearParams& p, const WgPlan& pl, cudaStream_t stream) 
   if constexpr (Cfg::kSK) {
     a.sk_flags = static_cast<unsigned*>(p.workspace);
     a.sk_slots = reinterpret_cast<float*>(static_cast<char*>(p.workspace) + sk_flag_bytes(pl.sk_ctas));
-    if (cudaMemsetAsync(a.sk_flags, 0, size_t(pl.sk_ctas) * 4, stream) != cudaSuccess) return Status::kLaunchError;
+    zero_flags_kernel<<<1, 256, 0, stream>>>(a.sk_flags, pl.sk_ctas);
+    if (cudaGetLastError() != cudaSuccess) return Status::kLaunchError;
   }
   const dim3 grid = Cfg::kSK ? dim3(unsigned(pl.sk_ctas), 1u)
                              : dim3(unsigned(int64_t(pl.t_tiles) * pl.n_tiles), unsigned(pl.splits));
