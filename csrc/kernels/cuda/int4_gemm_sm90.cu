@@ -966,6 +966,18 @@ WgPlan make_plan(int64_t m, int64_t n, int64_t k, int sm_count, int cfg, int spl
   }
   WgPlan pl;
   pl.cfg = cfg >= 0 ? cfg : default_cfg(m);
+#ifndef AWQ_SMALL_N_CFG0
+#define AWQ_SMALL_N_CFG0 1  // -DAWQ_SMALL_N_CFG0=0 for A/B builds
+#endif
+  // M <= 64 on layers whose 64 x 128 tiles fill at most a quarter of the resident slots (4096 rows:
+  // 32 tiles on 264): the 64 x 64 tile (configuration 0, three blocks per SM), split by choose_splits
+  // as before. H200, 2026-11-22 (gemm_notes.md, session 14, tuning of every configuration and split):
+  // the best plan there at M = 32 and 64; the layers with 86 or more such tiles keep configuration 1.
+  if (AWQ_SMALL_N_CFG0 && cfg < 0 && splits == 0 && pl.cfg == 1 && sm_count > 0) {
+    const WgShape s1 = wg_shape(1);
+    const int64_t tiles1 = ((m + s1.bt - 1) / s1.bt) * ((n + s1.rows - 1) / s1.rows);
+    if (4 * tiles1 <= int64_t(sm_count) * resident_blocks(1)) pl.cfg = 0;
+  }
   const WgShape s = wg_shape(pl.cfg);
   pl.t_tiles = int((m + s.bt - 1) / s.bt);
   pl.n_tiles = int((n + s.rows - 1) / s.rows);
