@@ -4,9 +4,10 @@ For every layer shape N x K and batch M: y = x @ W^T with x [M, K] random, W int
 zero points) in the kernel layout, against F.linear(x, W16) with a random fp16/bf16 W of the same
 shape. Method (the one of /work/shared/ANCHORS.md):
   * enough weight copies that every call streams its weights from DRAM (>= 4x the L2 in all);
-  * `--calls` calls rotating over the copies captured in one CUDA graph, the graph replayed
-    `--reps` times, each replay timed with CUDA events; the median replay / calls is the time per
-    call, allocation of the output included, as the library runs it;
+  * `--calls` calls rotating over the copies captured in one CUDA graph per op, the int4 and torch
+    graphs replayed alternately `--reps` times each (so both run under the same clocks and power
+    state), each replay timed with CUDA events; the median replay / calls is the time per call,
+    allocation of the output included, as the library runs it;
   * ceilings measured in the same run: device-to-device copy (bytes read + written);
   * --sustain S: each op's graph is instead replayed back to back for S seconds (int4, then torch)
     and the median is taken over the replays of the second half, when the clocks have settled under
@@ -60,13 +61,12 @@ def parse_args(argv=None):
     return args
 
 
-def time_graph(fn, calls: int, reps: int, sustain: float = 0.0) -> float:
-    """Median time per call in microseconds of fn(i), i = 0..calls-1, captured in one CUDA graph:
-    over `reps` replays, or with sustain > 0 over the replays of the second half of `sustain` seconds
-    of back-to-back replays."""
+def capture(fn, calls: int) -> torch.cuda.CUDAGraph:
+    """fn(i), i = 0..calls-1, captured in one CUDA graph (after a warm-up: lazy init, cuBLAS handles
+    and workspaces, allocator) and replayed once."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):  # warm-up: lazy init, cuBLAS handles and workspaces, allocator
+    with torch.cuda.stream(stream):
         for i in range(min(calls, 3)):
             fn(i)
     torch.cuda.current_stream().wait_stream(stream)
@@ -77,27 +77,59 @@ def time_graph(fn, calls: int, reps: int, sustain: float = 0.0) -> float:
             fn(i)
     graph.replay()
     torch.cuda.synchronize()
+    return graph
+
+
+def replay_ms(graph: torch.cuda.CUDAGraph) -> float:
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    graph.replay()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
+
+
+def median_us(times_ms, calls: int) -> float:
+    times = sorted(times_ms)
+    return 1000.0 * times[len(times) // 2] / calls
+
+
+def time_graph(fn, calls: int, reps: int, sustain: float = 0.0) -> float:
+    """Median time per call in microseconds of fn(i), i = 0..calls-1, captured in one CUDA graph:
+    over `reps` replays, or with sustain > 0 over the replays of the second half of `sustain` seconds
+    of back-to-back replays."""
+    graph = capture(fn, calls)
     times = []
     t0 = time.perf_counter()
     while True:
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
+        t = replay_ms(graph)
         if sustain <= 0:
-            times.append(start.elapsed_time(end))
+            times.append(t)
             if len(times) >= reps:
                 break
         else:
             now = time.perf_counter() - t0
             if now >= sustain / 2:
-                times.append(start.elapsed_time(end))
+                times.append(t)
             if now >= sustain:
                 break
     del graph
-    times.sort()
-    return 1000.0 * times[len(times) // 2] / calls
+    return median_us(times, calls)
+
+
+def time_pair(fa, fb, calls: int, reps: int) -> tuple[float, float]:
+    """Median time per call in microseconds of fa and of fb (each as in time_graph), their graphs
+    replayed alternately: a, b, a, b, ... so that a burst of one op does not set the clocks the
+    other runs at (timed one after the other, the same stream-K GEMM read 42.9 and 49.1 us in two
+    runs of this benchmark on the H200; bench/results/gemm_notes.md, session 14)."""
+    ga = capture(fa, calls)
+    gb = capture(fb, calls)
+    ta, tb = [], []
+    for _ in range(reps):
+        ta.append(replay_ms(ga))
+        tb.append(replay_ms(gb))
+    del ga, gb
+    return median_us(ta, calls), median_us(tb, calls)
 
 
 def copy_bandwidth() -> float:
@@ -161,12 +193,19 @@ def bench_dtype(args, dtype, shapes, ms, copy_bw, l2_bytes):
             copies_q, copies_f = len(qw), len(fw)
             calls = args.calls or 2 * max(copies_q, copies_f)
             x = torch.randn(m, k, dtype=dtype, device="cuda")
+            f_q = lambda i: ops.int4_linear(x, *qw[i % copies_q])  # noqa: E731
+            f_f = lambda i: F.linear(x, fw[i % copies_f])  # noqa: E731
+            t_f = None  # torch's time, from the same alternating replays as int4's where possible
             try:
-                t_q = time_graph(lambda i: ops.int4_linear(x, *qw[i % copies_q]), calls, args.reps, args.sustain)
+                if args.sustain > 0:
+                    t_q = time_graph(f_q, calls, args.reps, args.sustain)
+                else:
+                    t_q, t_f = time_pair(f_q, f_f, calls, args.reps)
             except RuntimeError as e:  # an unsupported configuration is reported, not fatal
                 print(f"  int4_linear failed for N={n} K={k} M={m}: {e}", file=sys.stderr)
                 t_q = float("nan")
-            t_f = time_graph(lambda i: F.linear(x, fw[i % copies_f]), calls, args.reps, args.sustain)
+            if t_f is None:
+                t_f = time_graph(f_f, calls, args.reps, args.sustain)
             moved = int4_bytes + m * k * 2 + m * n * 2
             row = dict(n=n, k=k, m=m, int4_us=t_q, torch_us=t_f, speedup=t_f / t_q,
                        int4_tflops=2 * m * n * k / (t_q * 1e-6) / 1e12,
@@ -200,7 +239,7 @@ def write_markdown(path, meta, results):
              f"- torch {meta['torch']}, CUDA {meta['cuda']}, group size {meta['group']}",
              f"- device-to-device copy: {meta['copy_gbps']:.0f} GB/s (read + write)",
              f"- method: weights rotated over {meta['l2_multiple']}x L2, calls captured in one CUDA graph, "
-             + ("median of timed replays per call; " if not meta.get("sustain") else
+             + ("int4 and torch graphs replayed alternately, median of timed replays per call; " if not meta.get("sustain") else
                 f"each op's graph replayed back to back for {meta['sustain']:g} s (int4, then torch), median "
                 "per call over the replays of the second half (sustained load, clocks under the power cap); ")
              + "cases run in ascending M over all shapes (decode cases before any compute-bound GEMM)", ""]
